@@ -1,0 +1,32 @@
+# The two promises of the README: `make demo` and `make test` on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with the package and its dev tools
+
+demo: $(STAMP)  ## the embedded default: SQLite + the bundled CIFAR-10 sample
+	HPO_DATA_DIR=$${HPO_DATA_DIR:-$(CURDIR)/data} $(BIN)/hpo demo
+
+test: $(STAMP)  ## the test suite against a real (fresh) PostgreSQL database
+	bash scripts/with_postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## quick benchmarks (see docs/benchmarks.md for full runs)
+	bash scripts/with_postgres.sh sh -c 'for b in train_throughput coordination search_efficiency; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done'
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache hpo.db artifacts

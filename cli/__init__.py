@@ -1,0 +1,1 @@
+"""The ``hpo`` command: the composition root that wires service, worker and objectives."""

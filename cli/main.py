@@ -1,0 +1,35 @@
+"""Entry point of the ``hpo`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import train_cmd
+from cli.errors import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``hpo`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="hpo", description="Distributed hyperparameter search for image models.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (train_cmd,):
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``hpo``; expected failures print one clear message and exit non-zero."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``hpo train --config FILE.json [--set key=value ...] [--json]``: train one config by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cli.errors import CliError, describe_validation_error
+from service.settings import get_settings
+from service.spec import TrainingConfig
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``train`` subcommand."""
+    parser = subparsers.add_parser("train", help="train one config (e.g. the config of a best trial)")
+    parser.add_argument("--config", required=True, type=Path, help="training config JSON file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one entry of params (value parsed as JSON when it can be)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.set_defaults(run=run)
+
+
+def load_config(path: Path, overrides: list[str]) -> TrainingConfig:
+    """Read, override and validate a training config; CliError names what is wrong."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CliError(f"{path} must hold a JSON object")
+    params = dict(raw.get("params") or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set expects KEY=VALUE, got {item!r}")
+        params[key] = _parse_value(value)
+    try:
+        return TrainingConfig.model_validate({**raw, "params": params})
+    except ValidationError as exc:
+        raise CliError(f"invalid config {path}:\n{describe_validation_error(exc)}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the config and print its result."""
+    config = load_config(args.config, args.overrides)
+    from objectives.data import DatasetError, load_dataset
+    from objectives.train import pick_device, train
+
+    settings = get_settings()
+    device = pick_device()
+    print(f"hpo train: loading {config.dataset.kind} {config.dataset.path or ''} on {device}", file=sys.stderr)
+    try:
+        data = load_dataset(
+            config.dataset.model_dump(),
+            data_dir=settings.data_dir,
+            device=device,
+            cache_dir=settings.cache_dir,
+            allow_download=settings.allow_download,
+        )
+    except (DatasetError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"hpo train: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
+        f"{config.epochs} epochs",
+        file=sys.stderr,
+    )
+
+    def progress(epoch: int, loss: float, val_accuracy: float) -> None:
+        print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
+
+    result = train(data, params=config.params, epochs=config.epochs, seed=config.seed, device=device, on_epoch=progress)
+    output = {**result.as_dict(), "config": config.model_dump()}
+    if args.json:
+        print(json.dumps(output))
+    else:
+        for key in ("val_accuracy", "test_accuracy", "loss", "epochs", "seconds", "images_per_second", "device"):
+            value = output[key]
+            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+    return 0

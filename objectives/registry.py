@@ -1,0 +1,98 @@
+"""The registry of objectives and their tunable parameters (torch-free).
+
+Each parameter has a default value (used when a spec or config leaves it out) and a default
+search range (used when a spec lists no search space). The service validates specs against
+this registry; the worker maps Optuna suggestions onto it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ParamType = Literal["float", "int", "categorical"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter: its type, default value and default search range."""
+
+    name: str
+    type: ParamType
+    default: Any
+    doc: str
+    low: float | None = None  # hard lower bound of any range (inclusive)
+    high: float | None = None  # hard upper bound of any range (inclusive)
+    choices: tuple[Any, ...] | None = None  # the only legal values, for closed sets
+    default_space: dict[str, Any] | None = None  # the range searched when a spec names none
+    positive: bool = False  # low is exclusive: the value must be > low
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A trainable objective: a name and its parameters."""
+
+    name: str
+    doc: str
+    params: dict[str, Param] = field(default_factory=dict)
+
+    def default_params(self) -> dict[str, Any]:
+        """Every parameter at its default value."""
+        return {name: p.default for name, p in self.params.items()}
+
+    def default_search_space(self) -> dict[str, dict[str, Any]]:
+        """The parameters searched, with their ranges, when a spec names none."""
+        return {name: dict(p.default_space) for name, p in self.params.items() if p.default_space}
+
+
+_CNN_PARAMS = [
+    Param(
+        "lr",
+        "float",
+        0.002,
+        "peak learning rate of the one-cycle schedule",
+        low=0.0,
+        high=10.0,
+        positive=True,
+        default_space={"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    ),
+    Param(
+        "batch_size",
+        "int",
+        128,
+        "images per optimisation step",
+        low=1,
+        high=4096,
+        default_space={"type": "categorical", "choices": [32, 64, 128, 256]},
+    ),
+    Param(
+        "aug_strength",
+        "float",
+        0.4,
+        "augmentation knob, 0 = none, 1 = strongest (see objectives/augment.py)",
+        low=0.0,
+        high=1.0,
+        default_space={"type": "float", "low": 0.0, "high": 1.0},
+    ),
+    Param("width", "float", 0.25, "channel multiplier of the 64/128/256/512 CNN", low=0.03, high=4.0),
+    Param("optimizer", "categorical", "adam", "adam or sgd (Nesterov)", choices=("adam", "sgd")),
+    Param("momentum", "float", 0.9, "SGD momentum, or Adam's beta1", low=0.0, high=0.999),
+    Param("weight_decay", "float", 5e-4, "L2 penalty (decoupled for adam: AdamW)", low=0.0, high=1.0),
+    Param("label_smoothing", "float", 0.0, "cross-entropy label smoothing", low=0.0, high=0.5),
+]
+
+OBJECTIVES: dict[str, Objective] = {
+    "cnn": Objective(
+        name="cnn",
+        doc="The seed article's 4-block CNN (conv3x3-BN-ReLU-maxpool x4, global pooling, linear).",
+        params={p.name: p for p in _CNN_PARAMS},
+    ),
+}
+
+
+def get_objective(name: str) -> Objective:
+    """Return the registered objective called ``name`` or raise KeyError naming the known ones."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise KeyError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}") from None

@@ -1,0 +1,137 @@
+"""Search-space entries of a study spec and their checks against the objective registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from objectives import Param
+
+MAX_CHOICES = 64
+
+
+class FloatRange(BaseModel):
+    """A float searched between low and high (log-uniformly when log is true)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        _check_range(self.low, self.high, self.log)
+        if self.log and self.step is not None:
+            raise ValueError("step cannot be combined with log")
+        return self
+
+
+class IntRange(BaseModel):
+    """An integer searched between low and high inclusive."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        _check_range(self.low, self.high, self.log)
+        return self
+
+
+class Categorical(BaseModel):
+    """One of a list of values."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["categorical"]
+    choices: list[float | int | str | bool] = Field(min_length=1, max_length=MAX_CHOICES)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Categorical:
+        if len({repr(c) for c in self.choices}) != len(self.choices):
+            raise ValueError("choices must be distinct")
+        return self
+
+
+Distribution = Annotated[FloatRange | IntRange | Categorical, Field(discriminator="type")]
+FixedValue = float | int | str | bool
+
+
+def _entry_kind(value: Any) -> str:
+    return "searched" if isinstance(value, dict | BaseModel) else "fixed"
+
+
+# A bare value fixes the parameter; an object with "type" searches it.
+SpaceEntry = Annotated[
+    Annotated[Distribution, Tag("searched")] | Annotated[FixedValue, Tag("fixed")],
+    Discriminator(_entry_kind),
+]
+
+
+def _check_range(low: float, high: float, log: bool) -> None:
+    if not low < high:
+        raise ValueError(f"low ({low}) must be less than high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs low > 0, got {low}")
+
+
+def check_value(param: Param, value: Any) -> None:
+    """Raise ValueError naming the problem if ``value`` is not a legal value of ``param``."""
+    if param.type == "categorical":
+        if param.choices is not None and value not in param.choices:
+            raise ValueError(f"{param.name} must be one of {list(param.choices)}, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{param.name} must be a number, got {value!r}")
+    if param.type == "int" and value != int(value):
+        raise ValueError(f"{param.name} must be an integer, got {value!r}")
+    too_low = param.low is not None and (value <= param.low if param.positive else value < param.low)
+    if too_low or (param.high is not None and value > param.high):
+        opening = "(" if param.positive else "["
+        raise ValueError(f"{param.name} must lie in {opening}{param.low}, {param.high}], got {value!r}")
+
+
+def check_entry(param: Param, entry: SpaceEntry) -> None:
+    """Raise ValueError if a search-space entry can produce values ``param`` does not accept."""
+    if isinstance(entry, Categorical):
+        for choice in entry.choices:
+            check_value(param, choice)
+    elif isinstance(entry, FloatRange | IntRange):
+        if param.type == "categorical":
+            raise ValueError(f"{param.name} takes one of {list(param.choices or [])}: use a categorical entry")
+        if param.type == "int" and isinstance(entry, FloatRange):
+            raise ValueError(f"{param.name} is an integer parameter: use type 'int' or 'categorical'")
+        check_value(param, entry.low)
+        check_value(param, entry.high)
+    else:
+        check_value(param, entry)
+
+
+def contains(entry: SpaceEntry, value: Any) -> bool:
+    """Whether ``value`` lies in the search-space entry (used for enqueued configs)."""
+    if isinstance(entry, Categorical):
+        return any((value == c and type(value) is type(c)) or _same_number(value, c) for c in entry.choices)
+    if isinstance(entry, FloatRange | IntRange):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if isinstance(entry, IntRange) and value != int(value):
+            return False
+        return entry.low <= value <= entry.high
+    return bool(value == entry)
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    return (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )

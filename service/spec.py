@@ -1,0 +1,212 @@
+"""The study spec (what POST /studies takes) and the training config (what `hpo train` runs).
+
+Unknown fields are rejected everywhere; each error names its field. Dataset paths are
+checked against HPO_DATA_DIR so that no request can make a worker read outside it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from objectives import DataPathError, get_objective, resolve_under
+from service.settings import get_settings
+from service.space import Categorical, SpaceEntry, check_entry, check_value, contains
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+_ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    """``{"kind": "imagefolder", "path": ...}`` or ``{"kind": "cifar10"}``, plus limit and val_fraction."""
+
+    kind: Literal["imagefolder", "cifar10"]
+    path: str | None = None  # relative to HPO_DATA_DIR; imagefolder only
+    limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # carved from train; drives the search
+
+    @model_validator(mode="after")
+    def _path_inside_data_dir(self) -> DatasetSpec:
+        if self.kind == "cifar10":
+            if self.path is not None:
+                raise ValueError("cifar10 takes no path: it is read from HPO_DATA_DIR/cifar10")
+            return self
+        if self.path is None:
+            raise ValueError("imagefolder needs a path (relative to HPO_DATA_DIR)")
+        try:
+            resolve_under(get_settings().data_dir, self.path)
+        except DataPathError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class TPE(_Strict):
+    name: Literal["tpe"]
+    seed: int | None = None
+    n_startup_trials: int = Field(default=10, ge=0, le=10_000)
+    multivariate: bool = True
+
+
+class RandomSampler(_Strict):
+    name: Literal["random"]
+    seed: int | None = None
+
+
+class GridSampler(_Strict):
+    name: Literal["grid"]
+    seed: int | None = None
+
+
+class CmaEs(_Strict):
+    name: Literal["cmaes"]
+    seed: int | None = None
+    n_startup_trials: int = Field(default=1, ge=0, le=10_000)
+    sigma0: float | None = Field(default=None, gt=0)
+
+
+class QMC(_Strict):
+    name: Literal["qmc"]
+    seed: int | None = None
+    qmc_type: Literal["sobol", "halton"] = "sobol"
+
+
+SamplerSpec = Annotated[TPE | RandomSampler | GridSampler | CmaEs | QMC, Field(discriminator="name")]
+
+
+class Hyperband(_Strict):
+    name: Literal["hyperband"]
+    min_resource: int = Field(default=1, ge=1)
+    max_resource: int | None = Field(default=None, ge=1)  # default: the spec's epochs
+    reduction_factor: int = Field(default=3, ge=2, le=10)
+
+
+class SuccessiveHalving(_Strict):
+    name: Literal["successive_halving"]
+    min_resource: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2, le=10)
+
+
+class Median(_Strict):
+    name: Literal["median"]
+    n_startup_trials: int = Field(default=5, ge=0)
+    n_warmup_steps: int = Field(default=0, ge=0)
+
+
+class NoPruner(_Strict):
+    name: Literal["none"]
+
+
+PrunerSpec = Annotated[Hyperband | SuccessiveHalving | Median | NoPruner, Field(discriminator="name")]
+
+
+class TrainingConfig(_Strict):
+    """One complete training run: what `hpo train --config` reads and GET /best returns."""
+
+    objective: str = "cnn"
+    dataset: DatasetSpec
+    epochs: int = Field(default=10, ge=1, le=1000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("objective")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        get_objective_or_error(name)
+        return name
+
+    @model_validator(mode="after")
+    def _params_known(self) -> TrainingConfig:
+        objective = get_objective(self.objective)
+        for key, value in self.params.items():
+            if key not in objective.params:
+                raise ValueError(f"params.{key}: not a parameter of {self.objective!r} ({', '.join(objective.params)})")
+            try:
+                check_value(objective.params[key], value)
+            except ValueError as exc:
+                raise ValueError(f"params.{key}: {exc}") from None
+        return self
+
+
+class StudySpec(_Strict):
+    """A search: which objective on which data, over which space, with which budget."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    objective: str = "cnn"
+    dataset: DatasetSpec
+    search_space: dict[str, SpaceEntry] = Field(default_factory=dict)  # merged over the objective's defaults
+    epochs: int = Field(default=10, ge=1, le=1000)
+    max_trials: int = Field(default=50, ge=1, le=100_000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)  # training seed of every trial
+    priority: int = Field(default=0, ge=-1000, le=1000)  # workers serve higher priority first
+    sampler: SamplerSpec = Field(default_factory=lambda: TPE(name="tpe"))
+    pruner: PrunerSpec = Field(default_factory=lambda: Hyperband(name="hyperband"))
+    enqueue: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)  # warm-start configs
+
+    @field_validator("objective")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        get_objective_or_error(name)
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        objective = get_objective(self.objective)
+        for key, entry in self.search_space.items():
+            if key not in objective.params:
+                raise ValueError(
+                    f"search_space.{key}: not a parameter of {self.objective!r} ({', '.join(objective.params)})"
+                )
+            try:
+                check_entry(objective.params[key], entry)
+            except ValueError as exc:
+                raise ValueError(f"search_space.{key}: {exc}") from None
+        defaults = {k: _ENTRY.validate_python(v) for k, v in objective.default_search_space().items()}
+        self.search_space = {**defaults, **self.search_space}
+        if self.sampler.name == "grid":
+            bad = [k for k, e in self.searched().items() if not isinstance(e, Categorical)]
+            if bad:
+                raise ValueError(f"sampler grid needs categorical entries; not categorical: {', '.join(bad)}")
+        if self.enqueue and len(self.enqueue) > self.max_trials:
+            raise ValueError(f"enqueue holds {len(self.enqueue)} configs but max_trials is {self.max_trials}")
+        for i, config in enumerate(self.enqueue):
+            self._check_enqueued(i, config)
+        return self
+
+    def _check_enqueued(self, index: int, config: dict[str, Any]) -> None:
+        searched = self.searched()
+        for key, value in config.items():
+            if key not in searched:
+                raise ValueError(f"enqueue[{index}].{key}: not a searched parameter ({', '.join(searched)})")
+            if not contains(searched[key], value):
+                raise ValueError(f"enqueue[{index}].{key}: {value!r} lies outside the search space")
+
+    def searched(self) -> dict[str, Any]:
+        """The entries that are searched (not fixed to a bare value)."""
+        return {k: e for k, e in self.search_space.items() if isinstance(e, BaseModel)}
+
+    def fixed(self) -> dict[str, Any]:
+        """The parameters fixed to a bare value."""
+        return {k: e for k, e in self.search_space.items() if not isinstance(e, BaseModel)}
+
+    def training_config(self, params: dict[str, Any]) -> TrainingConfig:
+        """The complete training config of one trial's parameters."""
+        return TrainingConfig(
+            objective=self.objective,
+            dataset=self.dataset,
+            epochs=self.epochs,
+            seed=self.seed,
+            params={**self.fixed(), **params},
+        )
+
+
+def get_objective_or_error(name: str) -> None:
+    """Raise ValueError (which pydantic reports as a 422) for an unregistered objective."""
+    try:
+        get_objective(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None

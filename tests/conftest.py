@@ -1,0 +1,56 @@
+"""Fixtures shared by every test package: the bundled images, datasets, databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_ROOT = REPO / "data"  # holds cifar10-sample/, real CIFAR-10 images (see its SOURCE.md)
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding the bundled CIFAR-10 sample."""
+    return DATA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees HPO_DATA_DIR = the bundled data, a private artifact dir and fresh settings."""
+    from service.settings import get_settings
+
+    monkeypatch.setenv("HPO_DATA_DIR", str(DATA_ROOT))
+    monkeypatch.setenv("HPO_ARTIFACT_DIR", str(tmp_path_factory.mktemp("artifacts")))
+    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dataset-cache"))
+    monkeypatch.delenv("HPO_API_TOKEN", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    """2,000 real training images (stratified), a 10% validation split and the 1,000 test images."""
+    from objectives.data import load_dataset
+
+    return load_dataset(
+        {"kind": "imagefolder", "path": "cifar10-sample", "limit": 2000, "val_fraction": 0.1},
+        data_dir=DATA_ROOT,
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """500 training images: enough for quick resume and callback tests."""
+    from objectives.data import load_dataset
+
+    return load_dataset(
+        {"kind": "imagefolder", "path": "cifar10-sample", "limit": 500, "val_fraction": 0.2},
+        data_dir=DATA_ROOT,
+        device="cpu",
+    )

@@ -1,0 +1,95 @@
+"""The training loop on real CIFAR-10 images, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from objectives.checkpoint import checkpoint_epoch
+from objectives.train import train
+
+FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}
+
+
+def test_model_learns_well_above_chance(small_data):
+    result = train(
+        small_data, params={"width": 0.25, "lr": 0.003, "batch_size": 64, "aug_strength": 0.2}, epochs=3, seed=0
+    )
+    assert result.epochs == 3
+    assert result.val_accuracy > 0.25, result  # chance is 0.10 on ten classes
+    assert result.test_accuracy > 0.25, result
+    assert result.images_per_second > 0
+    assert result.device == "cpu"
+
+
+def test_resumed_run_ends_identical_to_uninterrupted(tiny_data, tmp_path):
+    full = train(tiny_data, params=FAST, epochs=3, seed=7)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(epoch: int, _acc: float) -> None:
+        if epoch == 1:
+            raise Interrupt
+
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(Interrupt):
+        train(tiny_data, params=FAST, epochs=3, seed=7, checkpoint_path=ckpt, report=stop_after_first)
+    assert checkpoint_epoch(ckpt) == 1
+    resumed_epochs: list[int] = []
+    resumed = train(
+        tiny_data,
+        params=FAST,
+        epochs=3,
+        seed=7,
+        resume_from=ckpt,
+        report=lambda epoch, _acc: resumed_epochs.append(epoch),
+    )
+    assert resumed_epochs == [2, 3]  # epoch 1 is not run again
+    assert resumed.epochs == 3
+    assert resumed.val_accuracy == full.val_accuracy
+    assert resumed.test_accuracy == full.test_accuracy
+    assert resumed.loss == pytest.approx(full.loss, abs=0)
+
+
+def test_raising_report_stops_after_that_epoch(tiny_data):
+    seen: list[tuple[int, float]] = []
+
+    class Pruned(Exception):
+        pass
+
+    def report(epoch: int, val_accuracy: float) -> None:
+        seen.append((epoch, val_accuracy))
+        if epoch == 2:
+            raise Pruned
+
+    with pytest.raises(Pruned):
+        train(tiny_data, params=FAST, epochs=5, seed=0, report=report)
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    assert all(0.0 <= acc <= 1.0 for _, acc in seen)
+
+
+def test_checkpoint_is_written_every_epoch(tiny_data, tmp_path):
+    epochs_on_disk = []
+    ckpt = tmp_path / "c.pt"
+    train(
+        tiny_data,
+        params=FAST,
+        epochs=2,
+        seed=0,
+        checkpoint_path=ckpt,
+        report=lambda epoch, _acc: epochs_on_disk.append(checkpoint_epoch(ckpt)),
+    )
+    assert epochs_on_disk == [1, 2]
+    payload = torch.load(ckpt, weights_only=True)
+    assert len(payload["history"]) == 2
+
+
+def test_unknown_parameter_is_rejected(tiny_data):
+    with pytest.raises(ValueError, match="unknown training parameters: dropout"):
+        train(tiny_data, params={"dropout": 0.5}, epochs=1)
+
+
+def test_sgd_optimizer_trains(tiny_data):
+    result = train(tiny_data, params={**FAST, "optimizer": "sgd", "lr": 0.05, "label_smoothing": 0.1}, epochs=1, seed=0)
+    assert result.loss > 0 and result.epochs == 1

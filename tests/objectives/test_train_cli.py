@@ -1,0 +1,50 @@
+"""`hpo train` end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIG = {
+    "objective": "cnn",
+    "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": 400, "val_fraction": 0.1},
+    "epochs": 1,
+    "seed": 0,
+    "params": {"lr": 0.002, "batch_size": 64, "aug_strength": 0.4, "width": 0.125},
+}
+
+
+def _hpo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_train_prints_json_with_the_contract_keys(tmp_path: Path):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(CONFIG))
+    proc = _hpo("train", "--config", str(config), "--json", "--set", "lr=0.004")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for key in ("val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second"):
+        assert key in result
+    assert result["epochs"] == 1
+    assert result["config"]["params"]["lr"] == 0.004
+    assert "epoch   1/1" in proc.stderr  # progress goes to stderr, the JSON alone to stdout
+
+
+def test_invalid_config_gives_clear_error_without_traceback(tmp_path: Path):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({**CONFIG, "dataset": {"kind": "imagefolder", "path": "../../etc"}}))
+    proc = _hpo("train", "--config", str(config))
+    assert proc.returncode == 2
+    assert "must not contain '..'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_override_is_rejected(tmp_path: Path):
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(CONFIG))
+    proc = _hpo("train", "--config", str(config), "--set", "dropout=0.5")
+    assert proc.returncode == 2
+    assert "params.dropout: not a parameter of 'cnn'" in proc.stderr
