@@ -54,3 +54,35 @@ def tiny_data():
         data_dir=DATA_ROOT,
         device="cpu",
     )
+
+
+def make_spec(name: str = "cifar-search", **overrides):
+    """A valid study spec on the bundled sample, small enough for tests."""
+    spec = {
+        "name": name,
+        "objective": "cnn",
+        "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": 400, "val_fraction": 0.1},
+        "search_space": {
+            "lr": {"type": "float", "low": 0.0001, "high": 0.1, "log": True},
+            "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+            "aug_strength": {"type": "float", "low": 0.0, "high": 1.0},
+            "width": 0.125,
+        },
+        "epochs": 2,
+        "max_trials": 4,
+        "sampler": {"name": "tpe"},
+        "pruner": {"name": "hyperband"},
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def api(db_url):
+    """A TestClient on the app, on a fresh database (PostgreSQL and SQLite)."""
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    with TestClient(create_app()) as client:
+        yield client

@@ -1,1 +1,97 @@
-"""PostgreSQL fixtures (filled in by the service tests)."""
+"""Database fixtures: a fresh PostgreSQL database per test (cloned from a migrated template)
+and a fresh SQLite file, each migrated to head. `make test` sets HPO_TEST_PG_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _forget_connections() -> None:
+    from service.database import dispose_engines
+    from service.storage import forget_storages
+
+    forget_storages()
+    dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on the test server's maintenance database."""
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg2")
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        pytest.fail(
+            f"no PostgreSQL at {url.render_as_string(hide_password=True)} ({exc}); run the tests with "
+            "`make test`, which finds or starts one, or set HPO_TEST_PG_URL",
+            pytrace=False,
+        )
+    yield engine
+    engine.dispose()
+
+
+def _database_url(admin: Engine, name: str) -> str:
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin: Engine) -> Iterator[str]:
+    """A database migrated once per session, cloned for each test."""
+    from service.migrate import migrate
+
+    name = f"hpo_template_{os.getpid()}"
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    migrate(_database_url(pg_admin, name))
+    _forget_connections()
+    yield name
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_url(pg_admin: Engine, pg_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test; HPO_DATABASE_URL points at it."""
+    from service.settings import get_settings
+
+    name = f"hpo_test_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    url = _database_url(pg_admin, name)
+    monkeypatch.setenv("HPO_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    _forget_connections()
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, migrated SQLite database file; HPO_DATABASE_URL points at it."""
+    from service.migrate import migrate
+    from service.settings import get_settings
+
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    migrate(url)
+    monkeypatch.setenv("HPO_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    _forget_connections()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same test on a fresh PostgreSQL database and on a fresh SQLite file."""
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")

@@ -1,0 +1,47 @@
+"""SQLAlchemy models of the service's own tables (all prefixed ``hpo_``; Optuna owns the rest)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the hpo_* tables; Alembic migrates exactly these."""
+
+
+class StudyStatus(enum.StrEnum):
+    """running: workers take trials; paused: no new trials; stopped: running trials end at
+    their next epoch; completed: the budget is spent and nothing is left running or waiting."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StudyRecord(Base):
+    """One study: its validated spec, status and budget. Its Optuna study has the same name.
+
+    The budget is not a counter here: the slots taken are derived from Optuna's trials table
+    under a row lock on this record (see service/budget.py), so they cannot drift from it.
+    """
+
+    __tablename__ = "hpo_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=StudyStatus.RUNNING)
+    max_trials: Mapped[int] = mapped_column(Integer, nullable=False)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now, onupdate=_now)

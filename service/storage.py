@@ -1,0 +1,78 @@
+"""Optuna's side: the RDB storage on our database URL, and samplers/pruners built from a spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from service.database import engine_kwargs, normalise_url
+from service.spec import GridSampler, Hyperband, Median, StudySpec, SuccessiveHalving
+
+MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
+
+
+_STORAGES: dict[tuple[str, int | None, int | None], RDBStorage] = {}
+
+
+def get_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+    """Optuna's storage on ``url`` (one per process). With a heartbeat, stale trials are re-queued."""
+    key = (normalise_url(url), heartbeat_interval, grace_period)
+    if key not in _STORAGES:
+        _STORAGES[key] = _make_storage(*key)
+    return _STORAGES[key]
+
+
+def forget_storages() -> None:
+    """Close the storages' connections and forget them (tests, and after a fork)."""
+    for storage in _STORAGES.values():
+        storage.engine.dispose()
+    _STORAGES.clear()
+
+
+def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval is not None:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "heartbeat_stale_trial_callback": retry_callback(),
+        }
+    return RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True, **heartbeat)
+
+
+def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    """Re-queue a trial whose worker died, keeping its reported epochs so pruning stays right."""
+    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+
+
+def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The sampler a spec names, with its options."""
+    s = spec.sampler
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, constant_liar=True
+        )
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if isinstance(s, GridSampler):
+        grid = {name: list(entry.choices) for name, entry in spec.searched().items()}
+        return optuna.samplers.GridSampler(grid, seed=s.seed)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials, sigma0=s.sigma0)
+    return optuna.samplers.QMCSampler(seed=s.seed, qmc_type=s.qmc_type)
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The pruner a spec names; Hyperband's max_resource defaults to the spec's epochs."""
+    p = spec.pruner
+    if isinstance(p, Hyperband):
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource, max_resource=p.max_resource or spec.epochs, reduction_factor=p.reduction_factor
+        )
+    if isinstance(p, SuccessiveHalving):
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+    if isinstance(p, Median):
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    return optuna.pruners.NopPruner()

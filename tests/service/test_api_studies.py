@@ -1,0 +1,175 @@
+"""Every endpoint and status code, against PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from service.storage import get_storage
+from tests.conftest import make_spec
+
+
+def _optuna_names(url: str) -> list[str]:
+    return optuna.get_all_study_names(storage=get_storage(url))
+
+
+def test_create_then_get_and_list(api, db_url):
+    created = api.post("/studies", json=make_spec(enqueue=[{"lr": 0.001, "batch_size": 128, "aug_strength": 0.5}]))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["name"] == "cifar-search" and body["status"] == "running"
+    assert body["max_trials"] == 4 and body["finished"] == 0
+    assert body["counts"] == {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 1}
+    assert body["slots_taken"] == 1  # the enqueued warm start takes a slot
+    assert body["dashboard_url"].endswith("/dashboard/studies/1")
+    assert body["spec"]["search_space"]["width"] == 0.125
+    assert api.get("/studies/cifar-search").json()["name"] == "cifar-search"
+    assert [s["name"] for s in api.get("/studies").json()] == ["cifar-search"]
+    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    assert study.user_attrs["hpo_spec"]["max_trials"] == 4  # mirrored for optuna-dashboard
+
+
+def test_defaults_fill_the_search_space(api):
+    spec = make_spec()
+    del spec["search_space"], spec["sampler"], spec["pruner"]
+    body = api.post("/studies", json=spec).json()
+    assert body["spec"]["search_space"]["lr"] == {
+        "type": "float",
+        "low": 0.0001,
+        "high": 0.1,
+        "log": True,
+        "step": None,
+    }
+    assert body["spec"]["search_space"]["batch_size"]["choices"] == [32, 64, 128, 256]
+    assert body["spec"]["sampler"]["name"] == "tpe" and body["spec"]["pruner"]["name"] == "hyperband"
+
+
+def test_duplicate_name_is_409_and_keeps_the_first(api, db_url):
+    assert api.post("/studies", json=make_spec(max_trials=4)).status_code == 201
+    again = api.post("/studies", json=make_spec(max_trials=9))
+    assert again.status_code == 409
+    assert "exists" in again.json()["detail"]
+    assert api.get("/studies/cifar-search").json()["max_trials"] == 4
+    assert _optuna_names(db_url) == ["cifar-search"]
+
+
+INVALID = {
+    "low above high": ({"search_space": {"lr": {"type": "float", "low": 0.1, "high": 0.01}}}, "low (0.1) must be less"),
+    "unknown field": ({"colour": "red"}, "Extra inputs are not permitted"),
+    "bad name": ({"name": "a b/c"}, "String should match pattern"),
+    "unknown objective": ({"objective": "resnet"}, "unknown objective 'resnet'"),
+    "unknown parameter": ({"search_space": {"dropout": 0.5}}, "search_space.dropout: not a parameter"),
+    "parent path": ({"dataset": {"kind": "imagefolder", "path": "../../etc"}}, "must not contain '..'"),
+    "absolute path": ({"dataset": {"kind": "imagefolder", "path": "/etc"}}, "must be relative"),
+    "log with zero low": (
+        {"search_space": {"aug_strength": {"type": "float", "low": 0, "high": 1, "log": True}}},
+        "log range needs low > 0",
+    ),
+    "lr above 10": ({"search_space": {"lr": {"type": "float", "low": 1, "high": 20}}}, "lr must lie in"),
+    "batch size too big": (
+        {"search_space": {"batch_size": {"type": "categorical", "choices": [64, 8192]}}},
+        "batch_size must lie in",
+    ),
+    "empty choices": ({"search_space": {"batch_size": {"type": "categorical", "choices": []}}}, "at least 1 item"),
+    "zero epochs": ({"epochs": 0}, "greater than or equal to 1"),
+    "zero trials": ({"max_trials": 0}, "greater than or equal to 1"),
+    "enqueued outside space": ({"enqueue": [{"lr": 0.5}]}, "enqueue[0].lr: 0.5 lies outside"),
+    "grid over a float range": ({"sampler": {"name": "grid"}}, "sampler grid needs categorical entries"),
+    "unknown sampler option": ({"sampler": {"name": "tpe", "gamma": 3}}, "Extra inputs are not permitted"),
+    "float range for int parameter": (
+        {"search_space": {"batch_size": {"type": "float", "low": 16, "high": 64}}},
+        "integer parameter",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", INVALID.values(), ids=INVALID.keys())
+def test_invalid_spec_is_422_and_writes_nothing(api, db_url, change):
+    overrides, message = change
+    answer = api.post("/studies", json=make_spec(**overrides))
+    assert answer.status_code == 422, answer.text
+    assert message in answer.text
+    assert api.get("/studies").json() == []
+    assert _optuna_names(db_url) == []
+
+
+def test_symlink_out_of_data_dir_is_422(api, tmp_path, monkeypatch):
+    from service.settings import get_settings
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "escape").symlink_to("/etc")
+    monkeypatch.setenv("HPO_DATA_DIR", str(root))
+    get_settings.cache_clear()
+    answer = api.post("/studies", json=make_spec(dataset={"kind": "imagefolder", "path": "escape"}))
+    assert answer.status_code == 422 and "symlink" in answer.text
+
+
+def test_unknown_study_is_404_everywhere(api):
+    for method, path in [
+        ("get", "/studies/nope"),
+        ("get", "/studies/nope/trials"),
+        ("get", "/studies/nope/best"),
+        ("post", "/studies/nope/pause"),
+        ("delete", "/studies/nope"),
+    ]:
+        answer = api.request(method.upper(), path)
+        assert answer.status_code == 404, (method, path)
+        assert "no study named 'nope'" in answer.json()["detail"]
+
+
+def test_pause_resume_stop_transitions(api):
+    api.post("/studies", json=make_spec())
+    assert api.post("/studies/cifar-search/pause").json()["status"] == "paused"
+    again = api.post("/studies/cifar-search/pause")
+    assert again.status_code == 409 and "it is paused" in again.json()["detail"]
+    assert api.post("/studies/cifar-search/resume").json()["status"] == "running"
+    assert api.post("/studies/cifar-search/stop").json()["status"] == "stopped"
+    assert api.post("/studies/cifar-search/resume").json()["status"] == "running"
+
+
+def test_best_is_409_before_any_completed_trial_then_returns_the_config(api, db_url):
+    api.post("/studies", json=make_spec())
+    early = api.get("/studies/cifar-search/best")
+    assert early.status_code == 409 and "no completed trial" in early.json()["detail"]
+
+    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    for value in (0.31, 0.42):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.set_user_attr("test_accuracy", value - 0.01)
+        study.tell(trial, value)
+    best = api.get("/studies/cifar-search/best").json()
+    assert best["trial_number"] == 1 and best["value"] == 0.42
+    assert best["config"]["params"]["lr"] == best["params"]["lr"]
+    assert best["config"]["params"]["width"] == 0.125  # fixed entries belong to the config
+    assert best["config"]["dataset"]["path"] == "cifar10-sample" and best["config"]["epochs"] == 2
+    assert best["metrics"] == {"test_accuracy": pytest.approx(0.41)}
+    status = api.get("/studies/cifar-search").json()
+    assert status["best_value"] == 0.42 and status["counts"]["complete"] == 2 and status["finished"] == 2
+
+
+def test_trials_are_paginated_with_intermediate_values(api, db_url):
+    api.post("/studies", json=make_spec())
+    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    for i in range(5):
+        trial = study.ask()
+        trial.report(0.1 * i, step=1)
+        study.tell(trial, 0.1 * i)
+    page = api.get("/studies/cifar-search/trials", params={"offset": 2, "limit": 2}).json()
+    assert page["total"] == 5 and [t["number"] for t in page["trials"]] == [2, 3]
+    assert page["trials"][0]["intermediate_values"] == {"1": pytest.approx(0.2)}
+    assert page["trials"][0]["state"] == "complete"
+    assert api.get("/studies/cifar-search/trials", params={"limit": 0}).status_code == 422
+
+
+def test_delete_removes_study_and_optuna_study(api, db_url):
+    api.post("/studies", json=make_spec())
+    assert api.delete("/studies/cifar-search").status_code == 204
+    assert api.get("/studies/cifar-search").status_code == 404
+    assert _optuna_names(db_url) == []
+    assert api.post("/studies", json=make_spec()).status_code == 201  # the name is free again
+
+
+def test_healthz(api):
+    assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
