@@ -8,6 +8,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from service.database import engine_kwargs, normalise_url
+from service.resilient import ResilientRDBStorage
 from service.spec import GridSampler, Hyperband, Median, StudySpec, SuccessiveHalving
 
 MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
@@ -39,7 +40,7 @@ def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | 
             "grace_period": grace_period,
             "heartbeat_stale_trial_callback": retry_callback(),
         }
-    return RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True, **heartbeat)
+    return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True, **heartbeat)
 
 
 def retry_callback() -> RetryHeartbeatStaleTrialCallback:
@@ -47,9 +48,14 @@ def retry_callback() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
 
 
-def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The sampler a spec names, with its options."""
-    s = spec.sampler
+def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler a spec names, with its options.
+
+    Workers build a fresh sampler for every trial; ``seed_offset`` (the trial's slot number)
+    keeps a seeded sampler from drawing the same first point every time.
+    """
+    seed = None if spec.sampler.seed is None else spec.sampler.seed + seed_offset
+    s = spec.sampler.model_copy(update={"seed": seed})
     if s.name == "tpe":
         return optuna.samplers.TPESampler(
             seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, constant_liar=True

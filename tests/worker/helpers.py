@@ -1,0 +1,91 @@
+"""Starting real worker processes against a test database and watching the study."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+from service.spec import StudySpec
+from service.storage import get_storage
+from service.studies import create_study, get_study
+from tests.conftest import DATA_ROOT, make_spec
+
+HEARTBEAT = {"HPO_HEARTBEAT_INTERVAL": "1", "HPO_HEARTBEAT_GRACE": "4"}
+STARTED: list[subprocess.Popen] = []  # every worker a test started; tests/worker/conftest.py reaps them
+
+
+def quick_spec(name: str = "s", **overrides) -> StudySpec:
+    """A study whose trials take about a second per epoch on this CPU."""
+    base = make_spec(name, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 300, "val_fraction": 0.2})
+    base["search_space"]["width"] = 0.0625
+    return StudySpec.model_validate({**base, **overrides})
+
+
+def new_study(url: str, **overrides) -> StudySpec:
+    """Create a quick study through the data layer and return its spec."""
+    spec = quick_spec(**overrides)
+    create_study(url=url, spec=spec)
+    return spec
+
+
+def start_worker(url: str, artifacts: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
+    """`worker --gpus cpu ...` in its own process group, with a fast heartbeat."""
+    env = {
+        **os.environ,
+        "HPO_DATABASE_URL": url,
+        "HPO_DATA_DIR": str(DATA_ROOT),
+        "HPO_ARTIFACT_DIR": str(artifacts),
+        **HEARTBEAT,
+    }
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "--gpus", "cpu", "--poll", "0.5", *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    STARTED.append(proc)
+    return proc
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until true, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> int:
+    """Wait for a worker to exit by itself; returns its exit code."""
+    return proc.wait(timeout=timeout)
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, fresh from the database."""
+    return optuna.load_study(study_name=name, storage=get_storage(url)).get_trials(deepcopy=False)
+
+
+def running_trial_past_epoch(url: str, name: str, epoch: int) -> optuna.trial.FrozenTrial | None:
+    """A RUNNING trial that has reported at least ``epoch`` epochs, if any."""
+    for trial in trials(url, name):
+        if trial.state == optuna.trial.TrialState.RUNNING and len(trial.intermediate_values) >= epoch:
+            return trial
+    return None
+
+
+def assert_exact_budget(url: str, name: str, max_trials: int) -> None:
+    """The study ended with exactly max_trials finished and nothing running or waiting."""
+    view = get_study(url=url, name=name)
+    assert view.progress.finished == max_trials, view.progress
+    assert view.progress.counts["running"] == 0 and view.progress.counts["waiting"] == 0, view.progress
+    assert view.record.status == "completed"

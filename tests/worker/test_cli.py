@@ -1,0 +1,37 @@
+"""Planning worker slots from the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.cli import build_parser, plan_slots
+
+
+def _plan(*argv: str, gpus: int = 0, cpus: int = 2):
+    return plan_slots(build_parser().parse_args(list(argv)), gpus, cpus)
+
+
+def test_cpu_default_when_no_gpu():
+    slots = _plan()
+    assert [(s.device, s.threads) for s in slots] == [("cpu", 2)]
+
+
+def test_gpus_times_trials_per_gpu_each_sees_its_own_gpu():
+    slots = _plan("--gpus", "0,1", "--trials-per-gpu", "2", gpus=2)
+    assert [s.cuda_visible for s in slots] == ["0", "0", "1", "1"]
+    assert {s.device for s in slots} == {"cuda"}
+    assert [s.cuda_visible for s in _plan("--gpus", "all", gpus=3)] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "gpus", "message"),
+    [
+        (("--gpus", "0"), 0, "no CUDA device is visible here; use --gpus cpu"),
+        (("--gpus", "3"), 2, "no GPU 3 here"),
+        (("--gpus", "one"), 2, "--gpus takes indices"),
+        (("--trials-per-gpu", "0"), 0, "at least 1"),
+    ],
+)
+def test_impossible_requests_are_clear_errors(argv, gpus, message):
+    with pytest.raises(ValueError, match=message):
+        _plan(*argv, gpus=gpus)

@@ -1,0 +1,67 @@
+"""Killed workers, warm shutdown, and a database restart: nothing finished is lost, budgets stay exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import optuna
+import pytest
+
+from tests.worker.helpers import (
+    assert_exact_budget,
+    finish,
+    new_study,
+    running_trial_past_epoch,
+    start_worker,
+    trials,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+LONG = {"epochs": 5, "pruner": {"name": "none"}, "sampler": {"name": "random", "seed": 5}}
+
+
+def _resumed(url: str) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials(url, "s") if "resumed_from_epoch" in t.user_attrs]
+
+
+def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_url, tmp_path):
+    new_study(pg_url, max_trials=4, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    victim = start_worker(pg_url, tmp_path, "--trials-per-gpu", "2", log=tmp_path / "victim.log")
+    wait_for(lambda: running_trial_past_epoch(pg_url, "s", 1) is not None, 120, "a trial past epoch 1")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    killed = {
+        t.number: len(t.intermediate_values) for t in trials(pg_url, "s") if t.state == optuna.trial.TrialState.RUNNING
+    }
+    assert killed, "no trial was running when the worker died"
+
+    rescuer = start_worker(pg_url, tmp_path, "--burst", log=tmp_path / "rescuer.log")
+    assert finish(rescuer) == 0
+    assert_exact_budget(pg_url, "s", 4)
+    done = trials(pg_url, "s")
+    failed = [t for t in done if t.state == optuna.trial.TrialState.FAIL]
+    assert {t.number for t in failed} == set(killed)  # the killed trials failed by heartbeat ...
+    for retry in _resumed(pg_url):  # ... and their retries resumed after the last checkpoint
+        original = retry.user_attrs["checkpoint"].rsplit("trial-", 1)[1].removesuffix(".pt")
+        assert retry.user_attrs["resumed_from_epoch"] >= min(1, killed[int(original)])
+        assert retry.state == optuna.trial.TrialState.COMPLETE
+        assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]  # inherited epochs kept
+    assert len(_resumed(pg_url)) == len(killed)
+
+
+def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_url, tmp_path):
+    new_study(pg_url, max_trials=2, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    first = start_worker(pg_url, tmp_path, log=tmp_path / "first.log")
+    wait_for(lambda: running_trial_past_epoch(pg_url, "s", 1) is not None, 120, "a trial past epoch 1")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 0  # warm shutdown: the epoch finished, the trial was handed back
+    states = [t.state for t in trials(pg_url, "s")]
+    assert optuna.trial.TrialState.WAITING in states and optuna.trial.TrialState.RUNNING not in states
+
+    second = start_worker(pg_url, tmp_path, "--burst", log=tmp_path / "second.log")
+    assert finish(second) == 0
+    assert_exact_budget(pg_url, "s", 2)
+    resumed = _resumed(pg_url)
+    assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_epoch"] >= 1

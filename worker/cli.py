@@ -1,0 +1,80 @@
+"""``worker --gpus 0,1 | all | cpu [--trials-per-gpu K] [--study NAME] [--burst] [--max-trials N]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from worker.loop import SlotConfig
+from worker.supervisor import Supervisor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``worker`` argument parser."""
+    parser = argparse.ArgumentParser(prog="worker", description="Run trials of the studies in HPO_DATABASE_URL.")
+    parser.add_argument(
+        "--gpus", default=None, help="comma-separated GPU indices, 'all', or 'cpu' (default: all GPUs, else cpu)"
+    )
+    parser.add_argument(
+        "--trials-per-gpu", type=int, default=1, metavar="K", help="trials run side by side on each GPU (or on the CPU)"
+    )
+    parser.add_argument("--study", default=None, help="serve only this study")
+    parser.add_argument("--burst", action="store_true", help="exit once no work is left")
+    parser.add_argument("--max-trials", type=int, default=None, metavar="N", help="run at most N trials, then exit")
+    parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="wait between looks for work")
+    return parser
+
+
+def plan_slots(args: argparse.Namespace, gpu_count: int, cpu_count: int) -> list[SlotConfig]:
+    """One SlotConfig per child; ValueError with a clear message for impossible requests."""
+    if args.trials_per_gpu < 1:
+        raise ValueError("--trials-per-gpu must be at least 1")
+    if args.max_trials is not None and args.max_trials < 1:
+        raise ValueError("--max-trials must be at least 1")
+    choice = args.gpus or ("all" if gpu_count else "cpu")
+    common = {"study": args.study, "burst": args.burst, "poll_seconds": args.poll}
+    if choice == "cpu":
+        threads = max(1, cpu_count // args.trials_per_gpu)
+        return [
+            SlotConfig(index=i, device="cpu", cuda_visible="", threads=threads, **common)
+            for i in range(args.trials_per_gpu)
+        ]
+    if gpu_count == 0:
+        raise ValueError(f"--gpus {choice}: no CUDA device is visible here; use --gpus cpu")
+    if choice == "all":
+        gpus = list(range(gpu_count))
+    else:
+        try:
+            gpus = [int(g) for g in choice.split(",")]
+        except ValueError:
+            raise ValueError(f"--gpus takes indices like 0,1, 'all' or 'cpu', not {choice!r}") from None
+        bad = [g for g in gpus if not 0 <= g < gpu_count]
+        if bad:
+            raise ValueError(f"--gpus: no GPU {bad[0]} here (visible: 0..{gpu_count - 1})")
+    return [
+        SlotConfig(index=i, device="cuda", cuda_visible=str(gpu), threads=None, **common)
+        for i, gpu in enumerate(g for g in gpus for _ in range(args.trials_per_gpu))
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker; returns its exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker pid %(process)d] %(message)s")
+    import torch  # device_count() asks NVML and leaves CUDA uninitialised in this parent
+
+    try:
+        slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger("hpo.worker").info(
+        "starting %s slot(s) on %s", len(slots), ", ".join(s.device + (s.cuda_visible or "") for s in slots)
+    )
+    return Supervisor(slots, args.max_trials).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""One worker child: pick a study, run one trial, repeat, until told to stop or out of work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import warnings
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import optuna
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, wait_exponential
+
+from service.models import StudyStatus
+from service.resilient import TRANSIENT
+from service.settings import get_settings
+from service.spec import StudySpec
+from service.storage import build_pruner, build_sampler, get_storage
+from service.sweeper import sweep_stale_trials
+from worker.objective import TrialObjective, hand_back
+from worker.picking import choose, lock_if_startable, study_status, survey
+
+log = logging.getLogger("hpo.worker")
+
+
+@dataclass(frozen=True)
+class SlotConfig:
+    """What one child runs on and how (picklable: it crosses a spawn)."""
+
+    index: int
+    device: str  # "cpu" or "cuda"
+    cuda_visible: str | None  # CUDA_VISIBLE_DEVICES for this child, e.g. "1"
+    threads: int | None  # torch CPU threads (None: torch's default)
+    study: str | None  # serve only this study
+    burst: bool  # exit when no work is left
+    poll_seconds: float  # wait between looks for work
+
+
+def child_main(slot: SlotConfig, started: Synchronized | None, limit: int | None) -> None:
+    """Entry point of a spawned child. Exit code 0 means: done on purpose (burst, limit, shutdown)."""
+    if slot.cuda_visible is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible  # before CUDA is first touched
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [slot {slot.index} pid %(process)d] %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM for us
+    signal.signal(signal.SIGTERM, lambda *_: _on_sigterm(stop))
+    import torch
+
+    if slot.threads:
+        torch.set_num_threads(slot.threads)
+    Child(slot, stop, started, limit, torch.device(slot.device)).run()
+
+
+def _on_sigterm(stop: threading.Event) -> None:
+    if stop.is_set():
+        os._exit(143)  # second signal: stop now; the running trial goes stale and is retried elsewhere
+    log.info("shutting down: the running trial stops at its next epoch end and is handed back")
+    stop.set()
+
+
+class Child:
+    """The trial loop of one slot."""
+
+    def __init__(self, slot: SlotConfig, stop: threading.Event, started: Any, limit: int | None, device: Any) -> None:
+        self.slot, self.stop, self.started, self.limit, self.device = slot, stop, started, limit, device
+        self.settings = get_settings()
+        self.url = self.settings.database_url
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(TRANSIENT),
+            wait=wait_exponential(max=30),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )
+
+    def run(self) -> None:
+        """Serve studies until stopped, out of work (burst) or at this worker's trial limit."""
+        log.info("worker slot %s on %s serving %s", self.slot.index, self.device, self.slot.study or "all studies")
+        while not self.stop.is_set():
+            if not self._reserve_one():
+                log.info("reached --max-trials; exiting")
+                return
+            candidates = self._retrying(survey, self.url, self.slot.study)
+            chosen = choose(candidates)
+            ran = chosen is not None and self._retrying(self.run_trial, chosen.name)
+            if not ran:
+                self._unreserve_one()
+                if self.slot.burst and not candidates:
+                    log.info("no work left (--burst); exiting")
+                    return
+                if any(c.active for c in candidates):  # a dead worker's trial may be stale by now
+                    self._retrying(sweep_stale_trials, self.url)
+                self.stop.wait(self.slot.poll_seconds)
+
+    def run_trial(self, name: str) -> bool:
+        """Run one trial of ``name`` if a slot or waiting trial is available; False if none was."""
+        got = lock_if_startable(self.url, name)
+        if got is None:
+            return False
+        lock, record, progress = got
+        try:
+            spec = StudySpec.model_validate(record.spec)
+            storage = get_storage(self.url, self.settings.heartbeat_interval, self.settings.heartbeat_grace)
+            study = optuna.load_study(
+                study_name=name,
+                storage=storage,
+                pruner=build_pruner(spec),
+                sampler=build_sampler(spec, seed_offset=progress.slots_taken),
+            )
+            objective = TrialObjective(
+                spec=spec,
+                device=self.device,
+                data_dir=self.settings.data_dir,
+                cache_dir=self.settings.cache_dir,
+                artifact_dir=self.settings.artifact_dir,
+                allow_download=self.settings.allow_download,
+                on_start=lock.release,
+                should_stop=self.stop.is_set,
+                study_stopped=lambda: study_status(self.url, name) == StudyStatus.STOPPED,
+            )
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+        finally:
+            lock.release()
+        if objective.handed_back and objective.trial_number is not None:
+            hand_back(study, objective.trial_number)
+        return True
+
+    def _reserve_one(self) -> bool:
+        if self.limit is None:
+            return True
+        with self.started.get_lock():
+            if self.started.value >= self.limit:
+                return False
+            self.started.value += 1
+            return True
+
+    def _unreserve_one(self) -> None:
+        if self.limit is not None:
+            with self.started.get_lock():
+                self.started.value -= 1

@@ -1,0 +1,147 @@
+"""Adapting one Optuna trial to objectives.train: suggest, resume, report, prune, hand back."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from objectives.checkpoint import checkpoint_epoch
+from objectives.data import load_dataset
+from objectives.train import train
+from service.space import Categorical, FloatRange, IntRange
+from service.spec import StudySpec
+from service.storage import retry_callback
+
+log = logging.getLogger("hpo.worker")
+
+
+class HandBack(Exception):
+    """Raised at an epoch boundary when the worker is shutting down: the trial is re-queued."""
+
+
+@dataclass
+class TrialObjective:
+    """The callable handed to ``study.optimize`` for one trial.
+
+    ``on_start`` runs first (it releases the study lock: the trial exists by then).
+    ``should_stop`` is asked at each epoch end; when true the trial is handed back.
+    ``study_stopped`` is asked at each epoch end; when true the trial ends as pruned.
+    """
+
+    spec: StudySpec
+    device: Any
+    data_dir: Path
+    cache_dir: Path
+    artifact_dir: Path
+    allow_download: bool
+    on_start: Callable[[], None]
+    should_stop: Callable[[], bool]
+    study_stopped: Callable[[], bool]
+    handed_back: bool = field(default=False, init=False)
+    trial_number: int | None = field(default=None, init=False)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Train the trial's config; returns the final validation accuracy."""
+        self.on_start()
+        self.trial_number = trial.number
+        params = suggest(trial, self.spec)
+        config = self.spec.training_config(params)
+        root = retried_trial_number(trial)
+        checkpoint = self.artifact_dir / self.spec.name / f"trial-{trial.number if root is None else root}.pt"
+        resume_epoch = checkpoint_epoch(checkpoint) if root is not None else None
+        trial.set_user_attr("config", config.model_dump(mode="json"))
+        trial.set_user_attr("checkpoint", str(checkpoint))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if resume_epoch is not None:
+            trial.set_user_attr("resumed_from_epoch", resume_epoch)
+        log.info(
+            "trial %s of %s: start%s %s",
+            trial.number,
+            self.spec.name,
+            f" (retry of {root}, resuming after epoch {resume_epoch})" if root is not None else "",
+            params,
+        )
+        data = load_dataset(
+            config.dataset.model_dump(),
+            data_dir=self.data_dir,
+            device=self.device,
+            cache_dir=self.cache_dir,
+            allow_download=self.allow_download,
+        )
+        result = train(
+            data,
+            params=config.params,
+            epochs=config.epochs,
+            seed=config.seed,
+            device=self.device,
+            report=self._reporter(trial),
+            checkpoint_path=checkpoint,
+            resume_from=checkpoint if resume_epoch is not None else None,
+            on_epoch=lambda e, loss, acc: log.info(
+                "trial %s epoch %s/%s loss %.4f val_accuracy %.4f", trial.number, e, config.epochs, loss, acc
+            ),
+        )
+        for key, value in result.as_dict().items():
+            trial.set_user_attr(key, value)
+        log.info(
+            "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
+            trial.number,
+            self.spec.name,
+            result.val_accuracy,
+            result.test_accuracy,
+            result.images_per_second,
+        )
+        return result.val_accuracy
+
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
+        def report(epoch: int, val_accuracy: float) -> None:
+            trial.report(val_accuracy, epoch)
+            trial.set_user_attr("epochs", epoch)
+            if trial.should_prune():
+                log.info("trial %s pruned after epoch %s (val_accuracy %.4f)", trial.number, epoch, val_accuracy)
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            if self.study_stopped():
+                trial.set_user_attr("stopped", True)
+                log.info("trial %s ends after epoch %s: its study was stopped", trial.number, epoch)
+                raise optuna.TrialPruned(f"study stopped after epoch {epoch}")
+            if self.should_stop():
+                self.handed_back = True
+                log.info("trial %s handed back after epoch %s (checkpoint kept)", trial.number, epoch)
+                raise HandBack(f"worker shutting down after epoch {epoch}")
+
+        return report
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """Ask Optuna for a value of every searched parameter."""
+    params: dict[str, Any] = {}
+    for name, entry in spec.searched().items():
+        if isinstance(entry, FloatRange):
+            params[name] = trial.suggest_float(name, entry.low, entry.high, log=entry.log, step=entry.step)
+        elif isinstance(entry, IntRange):
+            params[name] = trial.suggest_int(name, entry.low, entry.high, log=entry.log, step=entry.step)
+        elif isinstance(entry, Categorical):
+            params[name] = trial.suggest_categorical(name, entry.choices)
+    return params
+
+
+def hand_back(study: optuna.Study, trial_number: int) -> None:
+    """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
+    retry_callback()(study, frozen)
+
+
+def retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The number of the lineage's first trial if ``trial`` is a retry, else None."""
+    # Optuna's Trial exposes no system attributes; read them from the storage (trial._trial_id is
+    # the only handle to it). RetryHeartbeatStaleTrialCallback keeps the first number in "failed_trial".
+    frozen = trial.storage.get_trial(trial._trial_id)
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)

@@ -1,0 +1,87 @@
+"""The parent process: one spawned child per slot, restarted when it dies; warm then hard shutdown."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from worker.loop import SlotConfig, child_main
+
+log = logging.getLogger("hpo.worker")
+RESTART_BACKOFF = (1, 2, 5, 10, 30)  # seconds before restarting a child that keeps dying
+
+
+class Supervisor:
+    """Starts the children, restarts crashed ones (logging why), and handles SIGTERM/SIGINT.
+
+    First signal: children finish their current epoch, hand their trial back, and exit.
+    Second signal: children are killed at once (their trials go stale and are retried).
+    """
+
+    def __init__(self, slots: list[SlotConfig], max_trials: int | None) -> None:
+        self.slots = slots
+        self.max_trials = max_trials
+        self.context = mp.get_context("spawn")  # never fork: CUDA must not be initialised in a parent
+        self.started: Any = self.context.Value("i", 0) if max_trials is not None else None
+        self.procs: dict[int, BaseProcess] = {}
+        self.crashes: dict[int, int] = {}
+        self.shutdown = False
+
+    def run(self) -> int:
+        """Supervise until every child has exited on purpose; returns the process exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in self.slots:
+            self._start(slot)
+        while self.procs:
+            time.sleep(0.2)
+            for index, proc in list(self.procs.items()):
+                if proc.is_alive():
+                    continue
+                del self.procs[index]
+                if proc.exitcode != 0 and not self.shutdown:
+                    self._restart(self.slots[index], proc.exitcode)
+        log.info("worker exiting")
+        return 0
+
+    def _start(self, slot: SlotConfig) -> None:
+        proc = self.context.Process(
+            target=child_main, args=(slot, self.started, self.max_trials), name=f"hpo-worker-{slot.index}"
+        )
+        proc.start()
+        self.procs[slot.index] = proc
+
+    def _restart(self, slot: SlotConfig, exitcode: int | None) -> None:
+        reason = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
+        crashes = self.crashes.get(slot.index, 0)
+        delay = RESTART_BACKOFF[min(crashes, len(RESTART_BACKOFF) - 1)]
+        log.warning(
+            "slot %s died (%s); restarting in %ss. Its trial, if any, is retried after its heartbeat goes stale",
+            slot.index,
+            reason,
+            delay,
+        )
+        self.crashes[slot.index] = crashes + 1
+        time.sleep(delay)
+        if not self.shutdown:
+            self._start(slot)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.shutdown:
+            self.shutdown = True
+            log.info(
+                "%s: finishing current epochs and handing trials back (again to stop at once)",
+                signal.Signals(signum).name,
+            )
+            for proc in self.procs.values():
+                if proc.pid is not None and proc.is_alive():
+                    proc.terminate()  # SIGTERM: the child's warm shutdown
+            return
+        log.warning("second signal: stopping now")
+        for proc in self.procs.values():
+            proc.kill()
+        raise SystemExit(1)
