@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import train_cmd
+from cli import demo_cmd, server_cmds, train_cmd
 from cli.errors import CliError
 
 
@@ -13,8 +13,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``hpo`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="hpo", description="Distributed hyperparameter search for image models.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train_cmd,):
-        module.add_parser(subparsers)
+    server_cmds.add_parsers(subparsers)
+    demo_cmd.add_parser(subparsers)
+    train_cmd.add_parser(subparsers)
     return parser
 
 

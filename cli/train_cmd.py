@@ -28,6 +28,13 @@ def add_parser(subparsers: Any) -> None:
         help="override one entry of params (value parsed as JSON when it can be)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch CPU threads (use a trial's metrics.threads to reproduce it bit for bit)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -68,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     device = pick_device()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     print(f"hpo train: loading {config.dataset.kind} {config.dataset.path or ''} on {device}", file=sys.stderr)
     try:
         data = load_dataset(
@@ -93,7 +104,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(output))
     else:
-        for key in ("val_accuracy", "test_accuracy", "loss", "epochs", "seconds", "images_per_second", "device"):
+        for key in (
+            "val_accuracy",
+            "test_accuracy",
+            "loss",
+            "epochs",
+            "seconds",
+            "images_per_second",
+            "device",
+            "threads",
+        ):
             value = output[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
     return 0

@@ -45,6 +45,7 @@ class TrainResult:
     seconds: float  # wall time of this process's training and evaluation
     images_per_second: float  # training images per second of training time
     device: str
+    threads: int  # torch CPU threads; CPU results are bit-identical only at the same count
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict."""
@@ -106,6 +107,7 @@ def train(
         seconds=time.perf_counter() - started,
         images_per_second=images_seen / train_seconds if train_seconds else 0.0,
         device=_device_name(device),
+        threads=torch.get_num_threads(),
     )
 
 

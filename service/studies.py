@@ -145,7 +145,7 @@ def best_trial(*, url: str, name: str) -> dict[str, Any]:
         raise StudyConflictError(f"study {name!r} has no completed trial yet") from None
     spec = StudySpec.model_validate(view.record.spec)
     config = best.user_attrs.get("config") or spec.training_config(best.params).model_dump(mode="json")
-    metric_keys = ("val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device")
+    metric_keys = ("val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device", "threads")
     return {
         "trial_number": best.number,
         "value": best.value,

@@ -1,0 +1,60 @@
+"""``hpo migrate``, ``hpo serve`` and ``hpo dashboard``: the long-running pieces."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from service.settings import get_settings
+
+log = logging.getLogger("hpo")
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Register migrate, serve and dashboard."""
+    migrate = subparsers.add_parser("migrate", help="create or upgrade Optuna's schema and ours")
+    migrate.set_defaults(run=run_migrate)
+
+    serve = subparsers.add_parser("serve", help="run the API (uvicorn)")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1, or 0.0.0.0 when HPO_API_TOKEN is set")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=run_serve)
+
+    dashboard = subparsers.add_parser("dashboard", help="run optuna-dashboard on the same database")
+    dashboard.add_argument("--host", default="127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.set_defaults(run=run_dashboard)
+
+
+def run_migrate(_args: argparse.Namespace) -> int:
+    """Bring both schemas to head."""
+    from service.migrate import current_revision, migrate
+
+    url = get_settings().database_url
+    migrate(url)
+    print(f"migrated: hpo schema at {current_revision(url)}, Optuna schema at head")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve the API until interrupted."""
+    import uvicorn
+
+    settings = get_settings()
+    host = args.host or ("0.0.0.0" if settings.api_token else "127.0.0.1")
+    if settings.api_token is None:
+        logging.basicConfig(level=logging.INFO)
+        log.warning("HPO_API_TOKEN is not set: the API accepts every request. Binding %s.", host)
+    uvicorn.run("service.api:create_app", factory=True, host=host, port=args.port)
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Serve optuna-dashboard on HPO_DATABASE_URL until interrupted."""
+    import optuna_dashboard
+
+    from service.storage import get_storage
+
+    optuna_dashboard.run_server(get_storage(get_settings().database_url), host=args.host, port=args.port)
+    return 0
