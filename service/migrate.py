@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,10 @@ from sqlalchemy import Engine, text
 
 from service.database import engine_kwargs, get_engine, normalise_url
 
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+ALEMBIC_INI_CANDIDATES = (
+    Path(__file__).resolve().parent.parent / "alembic.ini",  # a checkout (editable install)
+    Path.cwd() / "alembic.ini",  # an installed package run from the project folder (the Docker image: /app)
+)
 LOCK_KEY = 0x68706F  # "hpo": the advisory-lock key that serialises migrations on PostgreSQL
 
 
@@ -47,8 +51,20 @@ def current_revision(url: str) -> str | None:
         ).get_current_revision()
 
 
+def alembic_ini() -> Path:
+    """The project's alembic.ini (HPO_ALEMBIC_INI overrides the search)."""
+    override = os.environ.get("HPO_ALEMBIC_INI")
+    for candidate in [Path(override)] if override else ALEMBIC_INI_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "alembic.ini not found beside the package or in the current folder; "
+        "run from the project folder or set HPO_ALEMBIC_INI"
+    )
+
+
 def _alembic(action: str, engine: Engine, revision: str) -> None:
-    config = Config(str(ALEMBIC_INI))
+    config = Config(str(alembic_ini()))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         getattr(command, action)(config, revision)
