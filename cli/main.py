@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import demo_cmd, server_cmds, train_cmd
+from cli import demo_cmd, server_cmds, study_cmd, train_cmd
 from cli.errors import CliError
 
 
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server_cmds.add_parsers(subparsers)
     demo_cmd.add_parser(subparsers)
+    study_cmd.add_parser(subparsers)
     train_cmd.add_parser(subparsers)
     return parser
 

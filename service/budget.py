@@ -15,16 +15,20 @@ can drift: a worker killed at any moment leaves the numbers right.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from filelock import FileLock
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.database import get_engine, normalise_url
 from service.models import StudyRecord, StudyStatus
 
 STATES = ("complete", "pruned", "fail", "running", "waiting")
+TRANSIENT_DB_ERRORS = (DBAPIError,)
+log = logging.getLogger("hpo.budget")
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class StudyLock:
         if self._session is not None:
             try:
                 self._session.commit()
+            except TRANSIENT_DB_ERRORS:  # the server went away: the row lock went with the connection
+                log.warning("could not commit while releasing the lock on study %r", self._name, exc_info=True)
             finally:
                 self._session.close()
                 self._session = None

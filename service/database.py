@@ -47,9 +47,10 @@ def get_engine(url: str) -> Engine:
 
 def dispose_engines() -> None:
     """Close every pooled connection and forget the engines (tests, and after a fork)."""
-    for engine in _ENGINES.values():
-        engine.dispose()
+    engines = list(_ENGINES.values())  # a snapshot: another thread may be adding one
     _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -27,9 +27,10 @@ def get_storage(url: str, heartbeat_interval: int | None = None, grace_period: i
 
 def forget_storages() -> None:
     """Close the storages' connections and forget them (tests, and after a fork)."""
-    for storage in _STORAGES.values():
-        storage.engine.dispose()
+    storages = list(_STORAGES.values())  # a snapshot: another thread may be adding one
     _STORAGES.clear()
+    for storage in storages:
+        storage.engine.dispose()
 
 
 def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:

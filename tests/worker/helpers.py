@@ -34,14 +34,17 @@ def new_study(url: str, **overrides) -> StudySpec:
     return spec
 
 
-def start_worker(url: str, artifacts: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
-    """`worker --gpus cpu ...` in its own process group, with a fast heartbeat."""
+def start_worker(
+    url: str, artifacts: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`worker --gpus cpu ...` in its own process group, with a fast heartbeat (``env`` overrides)."""
     env = {
         **os.environ,
         "HPO_DATABASE_URL": url,
         "HPO_DATA_DIR": str(DATA_ROOT),
         "HPO_ARTIFACT_DIR": str(artifacts),
         **HEARTBEAT,
+        **(env or {}),
     }
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(

@@ -41,14 +41,17 @@ def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_
     assert finish(rescuer) == 0
     assert_exact_budget(pg_url, "s", 4)
     done = trials(pg_url, "s")
-    failed = [t for t in done if t.state == optuna.trial.TrialState.FAIL]
-    assert {t.number for t in failed} == set(killed)  # the killed trials failed by heartbeat ...
-    for retry in _resumed(pg_url):  # ... and their retries resumed after the last checkpoint
-        original = retry.user_attrs["checkpoint"].rsplit("trial-", 1)[1].removesuffix(".pt")
-        assert retry.user_attrs["resumed_from_epoch"] >= min(1, killed[int(original)])
+    failed = {t.number for t in done if t.state == optuna.trial.TrialState.FAIL}
+    assert failed == set(killed)  # the killed trials were failed by their stale heartbeat ...
+    retries = [t for t in done if "failed_trial" in t.system_attrs]
+    assert {t.system_attrs["failed_trial"] for t in retries} == set(killed)  # ... and each was retried once
+    for retry in retries:
         assert retry.state == optuna.trial.TrialState.COMPLETE
-        assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]  # inherited epochs kept
-    assert len(_resumed(pg_url)) == len(killed)
+        assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5]  # inherited epochs kept, the rest run
+        reported = killed[retry.system_attrs["failed_trial"]]
+        if reported:  # killed after a checkpoint: resumed after it, not from scratch
+            assert retry.user_attrs["resumed_from_epoch"] >= reported
+    assert any(r.user_attrs.get("resumed_from_epoch", 0) >= 1 for r in retries)
 
 
 def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_url, tmp_path):
