@@ -1,0 +1,101 @@
+"""`hpo study ...` against a live, token-protected API, driving a study a real worker completes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import make_spec
+
+pytestmark = pytest.mark.slow
+
+
+def hpo(live_api, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], env=live_api.env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path):
+    spec = make_spec("cli-study", max_trials=2, epochs=1, pruner={"name": "none"})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+
+    created = hpo(live_api, "study", "create", str(spec_file))
+    assert created.returncode == 0, created.stderr
+    assert "cli-study" in created.stdout and "0/2" in created.stdout
+
+    early = hpo(live_api, "study", "best", "cli-study", "--json")
+    assert early.returncode == 2 and "no completed trial yet" in early.stderr and "Traceback" not in early.stderr
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "--gpus", "cpu", "--burst", "--poll", "0.5"],
+        env=live_api.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr[-2000:]
+
+    listed = json.loads(hpo(live_api, "study", "list", "--json").stdout)
+    assert [(s["name"], s["finished"], s["status"]) for s in listed] == [("cli-study", 2, "completed")]
+
+    best_file = tmp_path / "best.json"
+    best = hpo(live_api, "study", "best", "cli-study", "--json", "--config-out", str(best_file))
+    assert best.returncode == 0, best.stderr
+    answer = json.loads(best.stdout)
+    assert set(answer) == {"trial_number", "value", "params", "config", "metrics"}
+    assert json.loads(best_file.read_text()) == answer["config"]
+    assert answer["config"]["params"]["lr"] == answer["params"]["lr"]
+
+    human = hpo(live_api, "study", "show", "cli-study")
+    assert "completed" in human.stdout and "2/2" in human.stdout
+
+
+def test_invalid_spec_is_a_clear_error_without_traceback(live_api, tmp_path):
+    bad = make_spec("bad", search_space={"lr": {"type": "float", "low": 0.1, "high": 0.01}})
+    spec_file = tmp_path / "bad.json"
+    spec_file.write_text(json.dumps(bad))
+    proc = hpo(live_api, "study", "create", str(spec_file))
+    assert proc.returncode == 2
+    assert (
+        "answered 422" in proc.stderr and "search_space.lr" in proc.stderr and "low (0.1) must be less" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+    assert json.loads(hpo(live_api, "study", "list", "--json").stdout) == []
+
+
+def test_status_commands_and_delete(live_api, tmp_path):
+    spec_file = tmp_path / "s.json"
+    spec_file.write_text(json.dumps(make_spec("ctl")))
+    assert hpo(live_api, "study", "create", str(spec_file)).returncode == 0
+    assert json.loads(hpo(live_api, "study", "pause", "ctl", "--json").stdout)["status"] == "paused"
+    again = hpo(live_api, "study", "pause", "ctl")
+    assert again.returncode == 2 and "409" in again.stderr and "it is paused" in again.stderr
+    assert json.loads(hpo(live_api, "study", "resume", "ctl", "--json").stdout)["status"] == "running"
+    assert hpo(live_api, "study", "delete", "ctl").returncode == 0
+    gone = hpo(live_api, "study", "show", "ctl")
+    assert gone.returncode == 2 and "404" in gone.stderr
+
+
+def test_wrong_token_and_unreachable_api_are_clear_errors(live_api, tmp_path):
+    wrong = subprocess.run(
+        [sys.executable, "-m", "cli.main", "study", "list"],
+        capture_output=True,
+        text=True,
+        env={**live_api.env, "HPO_API_TOKEN": "nope"},
+        timeout=60,
+    )
+    assert wrong.returncode == 2 and "401" in wrong.stderr
+    down = subprocess.run(
+        [sys.executable, "-m", "cli.main", "study", "list"],
+        capture_output=True,
+        text=True,
+        env={**live_api.env, "HPO_API_URL": "http://127.0.0.1:9"},
+        timeout=60,
+    )
+    assert down.returncode == 2 and "cannot reach the API" in down.stderr and "Traceback" not in down.stderr
