@@ -66,6 +66,8 @@ def _on_sigterm(stop: threading.Event) -> None:
 class Child:
     """The trial loop of one slot."""
 
+    objective_class: type[TrialObjective] = TrialObjective
+
     def __init__(self, slot: SlotConfig, stop: threading.Event, started: Any, limit: int | None, device: Any) -> None:
         self.slot, self.stop, self.started, self.limit, self.device = slot, stop, started, limit, device
         self.settings = get_settings()
@@ -111,7 +113,7 @@ class Child:
                 pruner=build_pruner(spec),
                 sampler=build_sampler(spec, seed_offset=progress.slots_taken),
             )
-            objective = TrialObjective(
+            objective = self.objective_class(
                 spec=spec,
                 device=self.device,
                 data_dir=self.settings.data_dir,

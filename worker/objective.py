@@ -45,6 +45,8 @@ class TrialObjective:
     on_start: Callable[[], None]
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
+    load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
+    train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)
     trial_number: int | None = field(default=None, init=False)
 
@@ -69,14 +71,14 @@ class TrialObjective:
             f" (retry of {root}, resuming after epoch {resume_epoch})" if root is not None else "",
             params,
         )
-        data = load_dataset(
+        data = self.load_fn(
             config.dataset.model_dump(),
             data_dir=self.data_dir,
             device=self.device,
             cache_dir=self.cache_dir,
             allow_download=self.allow_download,
         )
-        result = train(
+        result = self.train_fn(
             data,
             params=config.params,
             epochs=config.epochs,
@@ -104,7 +106,6 @@ class TrialObjective:
     def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
         def report(epoch: int, val_accuracy: float) -> None:
             trial.report(val_accuracy, epoch)
-            trial.set_user_attr("epochs", epoch)
             if trial.should_prune():
                 log.info("trial %s pruned after epoch %s (val_accuracy %.4f)", trial.number, epoch, val_accuracy)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")

@@ -70,7 +70,8 @@ def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, fin
     attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}
     assert "hpo_spec" in attrs  # the spec, mirrored for people browsing the dashboard
     assert len(detail["trials"]) == 3
-    assert all(t["intermediate_values"] for t in detail["trials"])  # per-epoch learning curves
+    curves = {t["number"]: (t["state"], t["intermediate_values"]) for t in detail["trials"]}
+    assert all(values for _, values in curves.values()), (curves, finished_study["worker_log"][-4000:])
     assert finished_study["dashboard_url"].endswith(f"/dashboard/studies/{study_id}")
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.<name> [--quick]` prints a table and writes benchmarks/results/."""

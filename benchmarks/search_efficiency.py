@@ -1,0 +1,214 @@
+"""Search efficiency: the seed article's full grid against this service's default search.
+
+(a) The seed's method: a grid of 18 configs (3 learning rates x 3 batch sizes x 2 augmentation
+    strengths, spanning the search's ranges), each trained for E epochs; the best validation
+    accuracy is the target.
+(b) The service's default search (TPE + Hyperband) over the same ranges, through the real API
+    (`hpo serve` in-process), PostgreSQL and two CPU worker processes, stopped once a trial
+    reaches the target. Epochs are counted across all trials up to the moment the target was
+    first reached (each trial's epoch end times interpolated between its start and end).
+
+Headline: total grid epochs / epochs the service needed, averaged over seeds.
+
+    HPO_DATABASE_URL=postgresql+psycopg2://... python -m benchmarks.search_efficiency [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import optuna
+
+from benchmarks.common import data_dir, save, table
+from benchmarks.coordination import DEFAULT_SERVER, fresh_database
+from objectives.data import load_dataset
+from objectives.train import train
+
+GRID: dict[str, list[float]] = {"lr": [1e-4, 3.16e-3, 1e-1], "batch_size": [32, 128, 256], "aug_strength": [0.0, 1.0]}
+SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128, 256]},
+    "aug_strength": {"type": "float", "low": 0.0, "high": 1.0},
+}
+
+
+def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> dict[str, Any]:
+    """Train every grid config; return the best validation accuracy, epochs and seconds."""
+    data = load_dataset(dataset, data_dir=data_dir(), device="cpu")
+    started, best, best_config = time.perf_counter(), 0.0, None
+    for lr, batch, aug in itertools.product(*GRID.values()):
+        params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
+        result = train(data, params=params, epochs=epochs, seed=seed, device="cpu")
+        if result.val_accuracy > best:
+            best, best_config = result.val_accuracy, params
+    return {
+        "best_val": best,
+        "best_config": best_config,
+        "epochs": epochs * 18,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def start_api(url: str) -> tuple[str, Any]:
+    """`hpo serve`'s app in a thread on a free port; returns its base URL and server."""
+    import uvicorn
+
+    os.environ["HPO_DATABASE_URL"] = url
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config("service.api:create_app", factory=True, port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.1)
+    return f"http://127.0.0.1:{port}", server
+
+
+def epochs_until(trials: list[optuna.trial.FrozenTrial], target: float) -> tuple[int | None, float | None]:
+    """Epochs run by all trials until a reported validation accuracy first reached ``target``."""
+    events = []  # (time an epoch ended, reached target?)
+    for t in trials:
+        if not t.intermediate_values or t.datetime_start is None:
+            continue
+        end = t.datetime_complete or datetime.now()
+        steps = sorted(t.intermediate_values)
+        span = (end - t.datetime_start).total_seconds() / max(steps[-1], 1)
+        base = t.datetime_start.timestamp()
+        events += [(base + span * step, t.intermediate_values[step] >= target) for step in steps]
+    events.sort()
+    first = next((when for when, hit in events if hit), None)
+    if first is None:
+        return None, None
+    return sum(1 for when, _ in events if when <= first), first
+
+
+def run_service(
+    url: str,
+    dataset: dict[str, Any],
+    width: float,
+    epochs: int,
+    seed: int,
+    target: float,
+    max_trials: int,
+    workers: int,
+) -> dict[str, Any]:
+    """Run the default search through the API until it reaches ``target`` (or its budget)."""
+    base, server = start_api(url)
+    name = f"search-{seed}-{int(time.time())}"
+    spec = {
+        "name": name,
+        "dataset": dataset,
+        "epochs": epochs,
+        "max_trials": max_trials,
+        "seed": seed,
+        "search_space": {**SPACE, "width": width},
+        "sampler": {"name": "tpe", "seed": seed},
+    }
+    api = httpx.Client(base_url=base, timeout=60)
+    assert api.post("/studies", json=spec).status_code == 201
+    env = {**os.environ, "HPO_DATABASE_URL": url, "HPO_DATA_DIR": str(data_dir())}
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "--gpus",
+            "cpu",
+            "--trials-per-gpu",
+            str(workers),
+            "--study",
+            name,
+            "--burst",
+            "--poll",
+            "0.5",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    started = time.time()
+    from service.storage import get_storage
+
+    storage = get_storage(url)
+    reached_at = None
+    while worker.poll() is None:
+        time.sleep(1.0)
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        if any(v >= target for t in trials for v in t.intermediate_values.values()):
+            reached_at = time.time()
+            api.post(f"/studies/{name}/stop")  # running trials end at their next epoch
+            break
+    worker.wait(timeout=600)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    needed, when = epochs_until(trials, target)
+    server.should_exit = True
+    return {
+        "epochs_needed": needed,
+        "seconds_needed": (when - started) if when else None,
+        "epochs_run": sum(len(t.intermediate_values) for t in trials),
+        "trials": len(trials),
+        "reached": reached_at is not None,
+        "wall_seconds": time.time() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 seed, smaller data (under 3 minutes on 2 CPUs)")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seeds, epochs, limit = ([0], 6, 1500) if args.quick else ([0, 1, 2], 8, 3000)
+    width = 0.125
+    dataset = {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}
+    server = os.environ.get("HPO_BENCH_PG_URL") or os.environ.get("HPO_TEST_PG_URL") or DEFAULT_SERVER
+    url = fresh_database(server.replace("postgresql://", "postgresql+psycopg2://", 1))
+    rows = []
+    for seed in seeds:
+        grid = run_grid(dataset, width, epochs, seed)
+        service = run_service(url, dataset, width, epochs, seed, grid["best_val"], max_trials=60, workers=2)
+        ratio = grid["epochs"] / service["epochs_needed"] if service["epochs_needed"] else None
+        rows.append(
+            {
+                "seed": seed,
+                "grid_best_val": grid["best_val"],
+                "grid_epochs": grid["epochs"],
+                "grid_seconds": grid["seconds"],
+                **service,
+                "ratio": ratio,
+            }
+        )
+        print(table(rows[-1:], list(rows[-1])), flush=True)
+    reached = [r["ratio"] for r in rows if r["ratio"] is not None]
+    headline = sum(reached) / len(rows) if len(reached) == len(rows) else 0.0
+    print(table(rows, list(rows[0])))
+    path = save(
+        "search_efficiency" + ("_quick" if args.quick else ""),
+        {
+            "rows": rows,
+            "headline_ratio": headline,
+            "quick": args.quick,
+            "epochs": epochs,
+            "width": width,
+            "dataset": dataset,
+            "grid": GRID,
+        },
+    )
+    print(f"results: {path}")
+    print(f"search_efficiency ratio {headline:.1f}")
+
+
+if __name__ == "__main__":
+    main()
