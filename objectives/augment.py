@@ -48,7 +48,8 @@ def _translate(images: torch.Tensor, shift: int, generator: torch.Generator) -> 
     cols = offsets[1].view(b, 1) + torch.arange(w, device=images.device)  # (B, W)
     batch = torch.arange(b, device=images.device).view(b, 1, 1)
     # advanced indexing over (batch, row, col) with channels sliced: result is (B, H, W, C)
-    return padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2).contiguous()
+    shifted = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
+    return shifted.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
 def _flip(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
