@@ -20,6 +20,9 @@ import statistics
 import threading
 import time
 import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -48,10 +51,15 @@ def _zero_train(data: Any, *, report: Any, **_: Any) -> Any:
     )
 
 
+def _no_data(*_: Any, **__: Any) -> None:
+    return None
+
+
 def project_process(url: str, start: Any, results: Any) -> None:
     """One worker child with training replaced by a zero-cost objective."""
     os.environ["HPO_DATABASE_URL"] = url
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     import worker.loop as loop
     from worker.objective import TrialObjective
 
@@ -63,7 +71,11 @@ def project_process(url: str, start: Any, results: Any) -> None:
         asked.append(time.perf_counter())
         return real_lock(*args, **kwargs)
 
+    @dataclass
     class ZeroCost(TrialObjective):
+        load_fn: Callable[..., Any] = _no_data
+        train_fn: Callable[..., Any] = _zero_train
+
         def __call__(self, trial: optuna.Trial) -> float:
             latencies.append(time.perf_counter() - asked[-1])
             return super().__call__(trial)
@@ -72,8 +84,6 @@ def project_process(url: str, start: Any, results: Any) -> None:
     slot = loop.SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
     child = loop.Child(slot, threading.Event(), None, None, "cpu")
     child.objective_class = ZeroCost
-    ZeroCost.load_fn = staticmethod(lambda *a, **k: None)
-    ZeroCost.train_fn = staticmethod(_zero_train)
     start.wait()
     child.run()
     results.put(latencies)

@@ -61,24 +61,22 @@ def optuna_study_id(session: Session, name: str) -> int | None:
 
 
 def progress(session: Session, name: str) -> Progress:
-    """Count the study's trials by state, and its retries, in two indexed queries."""
+    """Count the study's trials by state, and its retries, in one query."""
     counts = dict.fromkeys(STATES, 0)
-    study_id = optuna_study_id(session, name)
-    if study_id is None:
-        return Progress(counts, 0)
+    retries = 0
     rows = session.execute(
-        text("SELECT state, COUNT(*) FROM trials WHERE study_id = :s GROUP BY state"), {"s": study_id}
-    )
-    for state, count in rows:
-        counts[str(getattr(state, "name", state)).lower()] = int(count)
-    retries = session.execute(
         text(
-            "SELECT COUNT(*) FROM trial_system_attributes a JOIN trials t ON a.trial_id = t.trial_id "
-            "WHERE t.study_id = :s AND a.key = 'failed_trial'"
+            "SELECT t.state, COUNT(*), COUNT(a.trial_id) FROM trials t "
+            "JOIN studies s ON s.study_id = t.study_id "
+            "LEFT JOIN trial_system_attributes a ON a.trial_id = t.trial_id AND a.key = 'failed_trial' "
+            "WHERE s.study_name = :n GROUP BY t.state"
         ),
-        {"s": study_id},
-    ).scalar_one()
-    return Progress(counts, int(retries))
+        {"n": name},
+    )
+    for state, count, retried in rows:
+        counts[str(getattr(state, "name", state)).lower()] = int(count)
+        retries += int(retried)
+    return Progress(counts, retries)
 
 
 def is_spent(record: StudyRecord, p: Progress) -> bool:

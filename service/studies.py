@@ -151,7 +151,8 @@ def best_trial(*, url: str, name: str) -> dict[str, Any]:
         "value": best.value,
         "params": best.params,
         "config": config,
-        "metrics": {k: best.user_attrs[k] for k in metric_keys if k in best.user_attrs},
+        "metrics": best.user_attrs.get("metrics")
+        or {k: best.user_attrs[k] for k in metric_keys if k in best.user_attrs},
     }
 
 

@@ -6,7 +6,9 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import optuna
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
-from service.models import StudyStatus
+from service.models import StudyRecord, StudyStatus
 from service.resilient import TRANSIENT
 from service.settings import get_settings
 from service.spec import StudySpec
@@ -24,6 +26,8 @@ from worker.objective import TrialObjective, hand_back
 from worker.picking import choose, lock_if_startable, study_status, survey
 
 log = logging.getLogger("hpo.worker")
+SURVEY_SECONDS = 5.0  # how long a child keeps serving one study before looking at all of them again
+STATUS_SECONDS = 2.0  # how often a running trial asks whether its study was stopped
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Child:
         self.slot, self.stop, self.started, self.limit, self.device = slot, stop, started, limit, device
         self.settings = get_settings()
         self.url = self.settings.database_url
+        self._studies: dict[tuple[str, int], tuple[StudySpec, optuna.Study]] = {}
+        self._last: str | None = None  # the study of the last trial this child ran
+        self._surveyed_at = 0.0
         self._retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT),
             wait=wait_exponential(max=30),
@@ -86,17 +93,23 @@ class Child:
             if not self._reserve_one():
                 log.info("reached --max-trials; exiting")
                 return
+            # Stay with the last study while it has work, re-surveying every SURVEY_SECONDS for fairness.
+            fresh = self._last is not None and time.monotonic() - self._surveyed_at < SURVEY_SECONDS
+            if fresh and self._retrying(self.run_trial, self._last):
+                continue
             candidates = self._retrying(survey, self.url, self.slot.study)
+            self._surveyed_at = time.monotonic()
             chosen = choose(candidates)
-            ran = chosen is not None and self._retrying(self.run_trial, chosen.name)
-            if not ran:
-                self._unreserve_one()
-                if self.slot.burst and not candidates:
-                    log.info("no work left (--burst); exiting")
-                    return
-                if any(c.active for c in candidates):  # a dead worker's trial may be stale by now
-                    self._retrying(sweep_stale_trials, self.url)
-                self.stop.wait(self.slot.poll_seconds)
+            self._last = chosen.name if chosen is not None and self._retrying(self.run_trial, chosen.name) else None
+            if self._last is not None:
+                continue
+            self._unreserve_one()
+            if self.slot.burst and not candidates:
+                log.info("no work left (--burst); exiting")
+                return
+            if any(c.active for c in candidates):  # a dead worker's trial may be stale by now
+                self._retrying(sweep_stale_trials, self.url)
+            self.stop.wait(self.slot.poll_seconds)
 
     def run_trial(self, name: str) -> bool:
         """Run one trial of ``name`` if a slot or waiting trial is available; False if none was."""
@@ -105,14 +118,8 @@ class Child:
             return False
         lock, record, progress = got
         try:
-            spec = StudySpec.model_validate(record.spec)
-            storage = get_storage(self.url, self.settings.heartbeat_interval, self.settings.heartbeat_grace)
-            study = optuna.load_study(
-                study_name=name,
-                storage=storage,
-                pruner=build_pruner(spec),
-                sampler=build_sampler(spec, seed_offset=progress.slots_taken),
-            )
+            spec, study = self._study(record)
+            study.sampler = build_sampler(spec, seed_offset=progress.slots_taken)
             objective = self.objective_class(
                 spec=spec,
                 device=self.device,
@@ -122,7 +129,8 @@ class Child:
                 allow_download=self.settings.allow_download,
                 on_start=lock.release,
                 should_stop=self.stop.is_set,
-                study_stopped=lambda: study_status(self.url, name) == StudyStatus.STOPPED,
+                study_stopped=self._stopped_checker(name),
+                may_be_retry=progress.counts["waiting"] > 0,
             )
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
         finally:
@@ -130,6 +138,30 @@ class Child:
         if objective.handed_back and objective.trial_number is not None:
             hand_back(study, objective.trial_number)
         return True
+
+    def _study(self, record: StudyRecord) -> tuple[StudySpec, optuna.Study]:
+        """The study's validated spec and Optuna study, loaded once per process."""
+        key = (record.name, record.id)
+        if key not in self._studies:
+            spec = StudySpec.model_validate(record.spec)
+            storage = get_storage(self.url, self.settings.heartbeat_interval, self.settings.heartbeat_grace)
+            study = optuna.load_study(
+                study_name=record.name, storage=storage, pruner=build_pruner(spec), sampler=build_sampler(spec)
+            )
+            self._studies[key] = (spec, study)
+        return self._studies[key]
+
+    def _stopped_checker(self, name: str) -> Callable[[], bool]:
+        """Whether the study was stopped, asked of the database at most every STATUS_SECONDS."""
+        checked = {"at": time.monotonic(), "stopped": False}  # it was running when the trial started
+
+        def stopped() -> bool:
+            if time.monotonic() - checked["at"] >= STATUS_SECONDS:
+                checked["stopped"] = study_status(self.url, name) == StudyStatus.STOPPED
+                checked["at"] = time.monotonic()
+            return bool(checked["stopped"])
+
+        return stopped
 
     def _reserve_one(self) -> bool:
         if self.limit is None:

@@ -45,6 +45,7 @@ class TrialObjective:
     on_start: Callable[[], None]
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
+    may_be_retry: bool = True  # False when no WAITING trial existed, so the trial is surely new
     load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
     train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)
@@ -56,7 +57,7 @@ class TrialObjective:
         self.trial_number = trial.number
         params = suggest(trial, self.spec)
         config = self.spec.training_config(params)
-        root = retried_trial_number(trial)
+        root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.artifact_dir / self.spec.name / f"trial-{trial.number if root is None else root}.pt"
         resume_epoch = checkpoint_epoch(checkpoint) if root is not None else None
         trial.set_user_attr("config", config.model_dump(mode="json"))
@@ -91,8 +92,7 @@ class TrialObjective:
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f", trial.number, e, config.epochs, loss, acc
             ),
         )
-        for key, value in result.as_dict().items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr("metrics", result.as_dict())  # one write: val/test accuracy, epochs, seconds, ...
         log.info(
             "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
             trial.number,

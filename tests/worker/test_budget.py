@@ -41,17 +41,10 @@ def test_pruning_stops_weak_trials_early(pg_url, tmp_path, pruner):
     assert sum(len(t.intermediate_values) for t in done) < budget * epochs
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
     for trial in complete:  # the recorded attributes of a finished trial
-        assert {
-            "config",
-            "val_accuracy",
-            "test_accuracy",
-            "epochs",
-            "seconds",
-            "images_per_second",
-            "device",
-            "worker",
-            "checkpoint",
-        } <= set(trial.user_attrs)
+        assert {"config", "metrics", "worker", "checkpoint"} <= set(trial.user_attrs)
+        metrics = trial.user_attrs["metrics"]
+        assert {"val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device"} <= set(metrics)
+        assert metrics["val_accuracy"] == trial.value and metrics["epochs"] == 4
         assert trial.user_attrs["config"]["params"]["lr"] == trial.params["lr"]
 
 

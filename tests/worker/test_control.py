@@ -30,12 +30,15 @@ def test_paused_study_gets_no_trials_until_resumed(pg_url, tmp_path):
 
 
 def test_stop_ends_running_trials_at_the_next_epoch(pg_url, tmp_path):
+    # about a second per epoch, so the trial cannot finish before the worker notices the stop
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}, "width": 0.25}
     new_study(
         pg_url,
         max_trials=5,
-        epochs=8,
+        epochs=12,
         pruner={"name": "none"},
-        dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500},
+        search_space=space,
+        dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 3000},
     )
     worker = start_worker(pg_url, tmp_path, "--burst")
     wait_for(lambda: running_trial_past_epoch(pg_url, "s", 1) is not None, 120, "a running trial")
@@ -44,5 +47,5 @@ def test_stop_ends_running_trials_at_the_next_epoch(pg_url, tmp_path):
     done = trials(pg_url, "s")
     assert len(done) == 1
     assert done[0].state == optuna.trial.TrialState.PRUNED and done[0].user_attrs["stopped"] is True
-    assert len(done[0].intermediate_values) < 8
+    assert len(done[0].intermediate_values) < 12
     assert get_study(url=pg_url, name="s").record.status == "stopped"
