@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 seed, smaller data (under 3 minutes on 2 CPUs)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*experimental.*")
     seeds, epochs, limit = ([0], 6, 1500) if args.quick else ([0, 1, 2], 8, 3000)
     width = 0.125
     dataset = {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}

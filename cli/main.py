@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from cli import demo_cmd, server_cmds, study_cmd, train_cmd
 from cli.errors import CliError
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``hpo``; expected failures print one clear message and exit non-zero."""
+    warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna's heartbeat API is marked experimental
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

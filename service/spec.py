@@ -48,7 +48,7 @@ class DatasetSpec(_Strict):
 class TPE(_Strict):
     name: Literal["tpe"]
     seed: int | None = None
-    n_startup_trials: int = Field(default=10, ge=0, le=10_000)
+    n_startup_trials: int = Field(default=10, ge=0, le=10_000)  # random trials before TPE models the space
     multivariate: bool = True
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from worker.loop import SlotConfig
 from worker.supervisor import Supervisor
@@ -62,6 +63,7 @@ def plan_slots(args: argparse.Namespace, gpu_count: int, cpu_count: int) -> list
 def main(argv: list[str] | None = None) -> int:
     """Run the worker; returns its exit code."""
     args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna's heartbeat API is marked experimental
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker pid %(process)d] %(message)s")
     import torch  # device_count() asks NVML and leaves CUDA uninitialised in this parent
 
