@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from objectives import DataPathError, get_objective, resolve_under
 from service.settings import get_settings
@@ -16,6 +16,18 @@ from service.space import Categorical, SpaceEntry, check_entry, check_value, con
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
+
+
+def _registered_objective(name: str) -> str:
+    """Raise ValueError (which pydantic reports as a 422) for an unregistered objective."""
+    try:
+        get_objective(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+    return name
+
+
+ObjectiveName = Annotated[str, AfterValidator(_registered_objective)]
 
 
 class _Strict(BaseModel):
@@ -107,17 +119,11 @@ PrunerSpec = Annotated[Hyperband | SuccessiveHalving | Median | NoPruner, Field(
 class TrainingConfig(_Strict):
     """One complete training run: what `hpo train --config` reads and GET /best returns."""
 
-    objective: str = "cnn"
+    objective: ObjectiveName = "cnn"
     dataset: DatasetSpec
     epochs: int = Field(default=10, ge=1, le=1000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("objective")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        get_objective_or_error(name)
-        return name
 
     @model_validator(mode="after")
     def _params_known(self) -> TrainingConfig:
@@ -136,7 +142,7 @@ class StudySpec(_Strict):
     """A search: which objective on which data, over which space, with which budget."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    objective: str = "cnn"
+    objective: ObjectiveName = "cnn"
     dataset: DatasetSpec
     search_space: dict[str, SpaceEntry] = Field(default_factory=dict)  # merged over the objective's defaults
     epochs: int = Field(default=10, ge=1, le=1000)
@@ -146,12 +152,6 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=lambda: TPE(name="tpe"))
     pruner: PrunerSpec = Field(default_factory=lambda: Hyperband(name="hyperband"))
     enqueue: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)  # warm-start configs
-
-    @field_validator("objective")
-    @classmethod
-    def _registered(cls, name: str) -> str:
-        get_objective_or_error(name)
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
@@ -202,11 +202,3 @@ class StudySpec(_Strict):
             seed=self.seed,
             params={**self.fixed(), **params},
         )
-
-
-def get_objective_or_error(name: str) -> None:
-    """Raise ValueError (which pydantic reports as a 422) for an unregistered objective."""
-    try:
-        get_objective(name)
-    except KeyError as exc:
-        raise ValueError(str(exc.args[0])) from None
