@@ -130,7 +130,8 @@ class Child:
                 on_start=lock.release,
                 should_stop=self.stop.is_set,
                 study_stopped=self._stopped_checker(name),
-                may_be_retry=progress.counts["waiting"] > 0,
+                # optimize() fails stale RUNNING trials before asking, so a running one may come back as a retry
+                may_be_retry=progress.active > 0,
             )
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
         finally:

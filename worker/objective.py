@@ -45,7 +45,7 @@ class TrialObjective:
     on_start: Callable[[], None]
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
-    may_be_retry: bool = True  # False when no WAITING trial existed, so the trial is surely new
+    may_be_retry: bool = True  # False when nothing was waiting or running, so the trial is surely new
     load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
     train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)

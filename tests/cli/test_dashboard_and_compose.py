@@ -126,3 +126,16 @@ def test_compose_file_is_valid_and_reserves_gpus_for_workers(binary):
 def test_dockerfile_installs_the_package():
     text = Path(REPO / "Dockerfile").read_text()
     assert "pip install ." in text and "alembic" in text
+
+
+def test_every_example_spec_and_config_validates():
+    import json
+
+    from service.spec import StudySpec, TrainingConfig
+
+    examples = REPO / "examples"
+    specs = [p for p in examples.iterdir() if p.suffix in (".yaml", ".json") and p.name != "train-cnn.json"]
+    assert len(specs) >= 3
+    for path in specs:
+        StudySpec.model_validate(yaml.safe_load(path.read_text()))
+    TrainingConfig.model_validate(json.loads((examples / "train-cnn.json").read_text()))
