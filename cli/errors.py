@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
 from pydantic import ValidationError
 
 
@@ -20,9 +17,3 @@ def describe_validation_error(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"  {where}: {message}" if where else f"  {message}")
     return "\n".join(lines)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code``."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
