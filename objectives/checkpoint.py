@@ -16,7 +16,7 @@ class TrainState:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.OneCycleLR
+    schedule: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # drives shuffling and augmentation
     epoch: int = 0  # epochs completed
     history: list[float] = field(default_factory=list)  # validation accuracy after each epoch

@@ -26,6 +26,7 @@ from objectives.model import build_cnn
 from objectives.registry import get_objective
 
 DEFAULT_PARAMS: dict[str, Any] = get_objective("cnn").default_params()
+MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
 # lr: peak learning rate (1/step); batch_size: images; aug_strength: [0, 1];
 # width: channel multiplier; optimizer: "adam" | "sgd"; momentum: SGD momentum or Adam beta1;
 # weight_decay: L2 coefficient; label_smoothing: probability mass spread over other classes.
@@ -133,9 +134,13 @@ def _initial_state(
     else:
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {hp['optimizer']!r}")
     steps = epochs * math.ceil(n_train / int(hp["batch_size"]))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=hp["lr"], total_steps=max(steps, 1), pct_start=0.25, anneal_strategy="linear"
-    )
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    if steps >= MIN_ONE_CYCLE_STEPS:
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=hp["lr"], total_steps=steps, pct_start=0.25, anneal_strategy="linear"
+        )
+    else:  # one-cycle needs a step or two per phase (it divides by zero otherwise): keep the rate constant
+        schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     generator = torch.Generator(device=device).manual_seed(seed)
     return TrainState(model=model, optimizer=optimizer, schedule=schedule, generator=generator)
 
@@ -164,11 +169,16 @@ def _train_epoch(state: TrainState, split: Split, hp: dict, mean: torch.Tensor, 
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
-        if state.schedule.last_epoch < state.schedule.total_steps - 1:
-            state.schedule.step()
+        _step(state.schedule)
         total += loss.detach() * len(index)
         count += len(index)
     return float(total) / max(count, 1)
+
+
+def _step(schedule: torch.optim.lr_scheduler.LRScheduler) -> None:
+    end = getattr(schedule, "total_steps", None)  # OneCycleLR refuses to step past its last step
+    if end is None or schedule.last_epoch < end - 1:
+        schedule.step()
 
 
 @torch.no_grad()

@@ -35,14 +35,16 @@ def finished_study(live_api):
     spec = make_spec("dash-study", max_trials=3, epochs=2, pruner={"name": "median", "n_startup_trials": 1})
     headers = {"Authorization": f"Bearer {live_api.env['HPO_API_TOKEN']}"}
     assert httpx.post(f"{live_api.url}/studies", json=spec, headers=headers).status_code == 201
-    subprocess.run(
+    worker = subprocess.run(
         [sys.executable, "-m", "worker.cli", "--gpus", "cpu", "--burst", "--poll", "0.5"],
         env=live_api.env,
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
-    return httpx.get(f"{live_api.url}/studies/dash-study", headers=headers).json()
+    study = httpx.get(f"{live_api.url}/studies/dash-study", headers=headers).json()
+    return {**study, "worker_log": worker.stdout + worker.stderr}  # for assertion messages
 
 
 @pytest.fixture

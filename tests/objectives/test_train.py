@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from objectives.checkpoint import checkpoint_epoch
-from objectives.train import train
+from objectives.train import MIN_ONE_CYCLE_STEPS, train
 
 FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}
 
@@ -93,3 +93,15 @@ def test_unknown_parameter_is_rejected(tiny_data):
 def test_sgd_optimizer_trains(tiny_data):
     result = train(tiny_data, params={**FAST, "optimizer": "sgd", "lr": 0.05, "label_smoothing": 0.1}, epochs=1, seed=0)
     assert result.loss > 0 and result.epochs == 1
+
+
+def test_runs_too_short_for_a_one_cycle_schedule_train_at_a_constant_rate(tiny_data, tmp_path):
+    # A large batch on tiny data: 2 epochs of one or two steps each. OneCycleLR used to divide by zero here.
+    steps = 2 * -(-len(tiny_data.train) // 256)
+    assert steps < MIN_ONE_CYCLE_STEPS
+    checkpoint = tmp_path / "short.pt"
+    params = {**FAST, "batch_size": 256, "lr": 0.01}
+    first = train(tiny_data, params=params, epochs=2, seed=0, checkpoint_path=checkpoint)
+    assert first.epochs == 2 and first.loss > 0
+    resumed = train(tiny_data, params=params, epochs=2, seed=0, checkpoint_path=checkpoint, resume_from=checkpoint)
+    assert resumed.val_accuracy == first.val_accuracy  # its checkpoint resumes like any other
