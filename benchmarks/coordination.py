@@ -9,6 +9,8 @@ on one already holding a few thousand trials. Latency: from asking for a trial (
 taking the study lock) to the objective starting.
 
     HPO_DATABASE_URL=postgresql+psycopg2://... python -m benchmarks.coordination [--quick]
+
+It creates and drops its own databases on that server (see benchmarks/databases.py).
 """
 
 from __future__ import annotations
@@ -19,19 +21,15 @@ import os
 import statistics
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from benchmarks.common import save, table
-
-DEFAULT_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 
 
 def _zero_train(data: Any, *, report: Any, **_: Any) -> Any:
@@ -55,9 +53,12 @@ def _no_data(*_: Any, **__: Any) -> None:
     return None
 
 
-def project_process(url: str, start: Any, results: Any) -> None:
+def project_process(url: str, ready: Any, start: Any, results: Any) -> None:
     """One worker child with training replaced by a zero-cost objective."""
     os.environ["HPO_DATABASE_URL"] = url
+    from service.settings import get_settings
+
+    get_settings.cache_clear()  # read the URL just set, whatever was imported before
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     import worker.loop as loop
@@ -65,11 +66,11 @@ def project_process(url: str, start: Any, results: Any) -> None:
 
     asked: list[float] = []
     latencies: list[float] = []
-    real_lock = loop.lock_if_startable
+    real_claim = loop.claim_trial
 
-    def timed_lock(*args: Any, **kwargs: Any) -> Any:
+    def timed_claim(*args: Any, **kwargs: Any) -> Any:
         asked.append(time.perf_counter())
-        return real_lock(*args, **kwargs)
+        return real_claim(*args, **kwargs)
 
     @dataclass
     class ZeroCost(TrialObjective):
@@ -80,16 +81,17 @@ def project_process(url: str, start: Any, results: Any) -> None:
             latencies.append(time.perf_counter() - asked[-1])
             return super().__call__(trial)
 
-    loop.lock_if_startable = timed_lock
+    loop.claim_trial = timed_claim
     slot = loop.SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
     child = loop.Child(slot, threading.Event(), None, None, "cpu")
     child.objective_class = ZeroCost
+    ready.put(os.getpid())
     start.wait()
     child.run()
     results.put(latencies)
 
 
-def plain_process(url: str, name: str, n_trials: int, start: Any, results: Any) -> None:
+def plain_process(url: str, name: str, n_trials: int, ready: Any, start: Any, results: Any) -> None:
     """A plain Optuna optimize loop, no callbacks, no heartbeat."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name=name, storage=url, sampler=optuna.samplers.RandomSampler())
@@ -103,6 +105,7 @@ def plain_process(url: str, name: str, n_trials: int, start: Any, results: Any) 
             trial.report(0.1 * epoch, epoch)
         return x
 
+    ready.put(os.getpid())
     start.wait()
     for _ in range(n_trials):
         asked[0] = time.perf_counter()
@@ -110,18 +113,36 @@ def plain_process(url: str, name: str, n_trials: int, start: Any, results: Any) 
     results.put(latencies)
 
 
-def fresh_database(server: str) -> str:
-    """Create an empty database on the server, migrated; return its URL."""
-    from service.migrate import migrate
+STUDY = "bench"
 
-    name = f"hpo_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    return url
+
+def template_database(server: str, existing: int, trials: int) -> str:
+    """A migrated database holding the study, with ``existing`` finished trials; returns its name.
+
+    Every run copies it (CREATE DATABASE ... TEMPLATE), so every run of both sides starts from
+    the same state, and the slow prefill happens once per size.
+    """
+    from service.database import dispose_engines
+    from service.spec import StudySpec
+    from service.storage import forget_storages
+    from service.studies import create_study
+
+    name = create_database(server)
+    url = database_url(server, name)
+    spec = {
+        "name": STUDY,
+        "dataset": {"kind": "imagefolder", "path": "cifar10-sample"},
+        "epochs": 3,
+        "max_trials": existing + trials,
+        "sampler": {"name": "random"},
+        "pruner": {"name": "none"},
+        "search_space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}, "batch_size": 128},
+    }
+    create_study(url=url, spec=StudySpec.model_validate(spec))  # the plain side uses the same Optuna study
+    prefill(url, STUDY, existing)
+    forget_storages()  # a template must have no open connections
+    dispose_engines()
+    return name
 
 
 def prefill(url: str, name: str, count: int) -> None:
@@ -130,7 +151,8 @@ def prefill(url: str, name: str, count: int) -> None:
         return
     from optuna.distributions import BaseDistribution, FloatDistribution
 
-    study = optuna.load_study(study_name=name, storage=url)
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    study = optuna.load_study(study_name=name, storage=storage)
     dist: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
     study.add_trials(
         [
@@ -140,59 +162,56 @@ def prefill(url: str, name: str, count: int) -> None:
             for _ in range(count)
         ]
     )
+    storage.engine.dispose()
 
 
-def run_side(side: str, url: str, processes: int, trials: int, existing: int) -> dict[str, Any]:
-    """Time one configuration; returns trials/s and latency percentiles."""
-    from service.spec import StudySpec
-    from service.studies import create_study
+Run = tuple[float, list[float]]  # trials per second, and each trial's claim-to-start latency (s)
 
+
+def run_side(side: str, server: str, template: str, processes: int, trials: int) -> Run:
+    """Time one configuration on a fresh copy of the template database."""
+    name = create_database(server, template=template)
+    try:
+        return _timed_run(side, database_url(server, name), processes, trials)
+    finally:
+        drop_database(server, name)
+
+
+def _timed_run(side: str, url: str, processes: int, trials: int) -> Run:
     ctx = mp.get_context("spawn")
-    name = f"{side}-{processes}-{existing}"
-    if side == "project":
-        spec = StudySpec.model_validate(
-            {
-                "name": name,
-                "dataset": {"kind": "imagefolder", "path": "cifar10-sample"},
-                "epochs": 3,
-                "max_trials": existing + trials,
-                "sampler": {"name": "random"},
-                "pruner": {"name": "none"},
-                "search_space": {
-                    "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
-                    "batch_size": 128,
-                    "aug_strength": 0.5,
-                },
-            }
-        )
-        create_study(url=url, spec=spec)
-    else:
-        optuna.create_study(study_name=name, storage=url, direction="maximize")
-    prefill(url, name, existing)
-    start, results = ctx.Event(), ctx.Queue()
+    ready, start, results = ctx.Queue(), ctx.Event(), ctx.Queue()
     share = [trials // processes + (1 if i < trials % processes else 0) for i in range(processes)]
     procs = [
-        ctx.Process(target=project_process, args=(url, start, results))
+        ctx.Process(target=project_process, args=(url, ready, start, results))
         if side == "project"
-        else ctx.Process(target=plain_process, args=(url, name, share[i], start, results))
+        else ctx.Process(target=plain_process, args=(url, STUDY, share[i], ready, start, results))
         for i in range(processes)
     ]
     for proc in procs:
         proc.start()
-    time.sleep(3.0 + 0.5 * processes)  # let every process import and connect before the clock starts
+    for _ in procs:  # every process has imported, connected and built its loop before the clock starts
+        ready.get(timeout=300)
+    time.sleep(0.5)
     began = time.perf_counter()
     start.set()
     latencies = [lat for _ in procs for lat in results.get(timeout=900)]
     elapsed = time.perf_counter() - began
     for proc in procs:
         proc.join()
+    return len(latencies) / elapsed, latencies
+
+
+def summarise(side: str, processes: int, existing: int, runs: list[Run]) -> dict[str, Any]:
+    """The median throughput of repeated runs, and latency percentiles over all of them."""
+    latencies = [lat for _, lats in runs for lat in lats]
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return {
         "side": side,
         "processes": processes,
         "existing": existing,
-        "trials": len(latencies),
-        "trials_per_s": len(latencies) / elapsed,
+        "trials": len(latencies) // len(runs),
+        "runs": len(runs),
+        "trials_per_s": statistics.median(rate for rate, _ in runs),
         "p50_ms": quantiles[49] * 1000,
         "p95_ms": quantiles[94] * 1000,
     }
@@ -200,18 +219,24 @@ def run_side(side: str, url: str, processes: int, trials: int, existing: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer trials and processes (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer trials, processes and repeats (under 3 minutes)")
     args = parser.parse_args()
-    server = os.environ.get("HPO_BENCH_PG_URL") or os.environ.get("HPO_TEST_PG_URL") or DEFAULT_SERVER
-    server = make_url(server).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    trials, counts, existing = (200, (1, 4), (0, 1000)) if args.quick else (500, (1, 4, 8), (0, 5000))
-    url = fresh_database(server)
+    server = postgres_server()
+    trials, counts, existing, repeats = (200, (1, 4), (0, 1000), 2) if args.quick else (500, (1, 4, 8), (0, 5000), 3)
     rows = []
     for before in existing:
-        for processes in counts:
-            for side in ("plain", "project"):
-                rows.append(run_side(side, url, processes, trials, before))
-                print(table(rows[-1:], list(rows[-1])), flush=True)
+        template = template_database(server, before, trials)
+        try:
+            for processes in counts:
+                runs: dict[str, list[Run]] = {"plain": [], "project": []}
+                for _ in range(repeats):  # interleaved, so a slow minute on a shared machine hits both sides
+                    for side in runs:
+                        runs[side].append(run_side(side, server, template, processes, trials))
+                for side, side_runs in runs.items():
+                    rows.append(summarise(side, processes, before, side_runs))
+                    print(table(rows[-1:], list(rows[-1])), flush=True)
+        finally:
+            drop_database(server, template)
     print(table(rows, list(rows[0])))
     by = {(r["side"], r["processes"], r["existing"]): r["trials_per_s"] for r in rows}
     headline = by[("project", 4, 0)] / by[("plain", 4, 0)]

@@ -31,7 +31,7 @@ import httpx
 import optuna
 
 from benchmarks.common import data_dir, save, table
-from benchmarks.coordination import DEFAULT_SERVER, fresh_database
+from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 from objectives.data import load_dataset
 from objectives.train import train
 
@@ -166,6 +166,22 @@ def run_service(
     }
 
 
+def run_seed(url: str, dataset: dict[str, Any], width: float, epochs: int, seed: int) -> dict[str, Any]:
+    """The grid, then the service aiming at the grid's best, for one seed; prints the row."""
+    grid = run_grid(dataset, width, epochs, seed)
+    service = run_service(url, dataset, width, epochs, seed, grid["best_val"], max_trials=60, workers=2)
+    row = {
+        "seed": seed,
+        "grid_best_val": grid["best_val"],
+        "grid_epochs": grid["epochs"],
+        "grid_seconds": grid["seconds"],
+        **service,
+        "ratio": grid["epochs"] / service["epochs_needed"] if service["epochs_needed"] else None,
+    }
+    print(table([row], list(row)), flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 seed, smaller data (under 3 minutes on 2 CPUs)")
@@ -175,24 +191,13 @@ def main() -> None:
     seeds, epochs, limit = ([0], 6, 1500) if args.quick else ([0, 1, 2], 8, 3000)
     width = 0.125
     dataset = {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}
-    server = os.environ.get("HPO_BENCH_PG_URL") or os.environ.get("HPO_TEST_PG_URL") or DEFAULT_SERVER
-    url = fresh_database(server.replace("postgresql://", "postgresql+psycopg2://", 1))
-    rows = []
-    for seed in seeds:
-        grid = run_grid(dataset, width, epochs, seed)
-        service = run_service(url, dataset, width, epochs, seed, grid["best_val"], max_trials=60, workers=2)
-        ratio = grid["epochs"] / service["epochs_needed"] if service["epochs_needed"] else None
-        rows.append(
-            {
-                "seed": seed,
-                "grid_best_val": grid["best_val"],
-                "grid_epochs": grid["epochs"],
-                "grid_seconds": grid["seconds"],
-                **service,
-                "ratio": ratio,
-            }
-        )
-        print(table(rows[-1:], list(rows[-1])), flush=True)
+    server = postgres_server()
+    database = create_database(server)
+    url = database_url(server, database)
+    try:
+        rows = [run_seed(url, dataset, width, epochs, seed) for seed in seeds]
+    finally:
+        drop_database(server, database)
     reached = [r["ratio"] for r in rows if r["ratio"] is not None]
     headline = sum(reached) / len(rows) if len(reached) == len(rows) else 0.0
     print(table(rows, list(rows[0])))

@@ -24,11 +24,26 @@ def normalise_url(url: str) -> str:
     return url
 
 
+_PING_ON_CHECKOUT = [True]  # see skip_connection_pings
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """Engine options shared by our engine and Optuna's: survive database restarts."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_recycle": 300, "pool_size": 5, "max_overflow": 5}
+    return {"pool_pre_ping": _PING_ON_CHECKOUT[0], "pool_recycle": 300, "pool_size": 5, "max_overflow": 5}
+
+
+def skip_connection_pings() -> None:
+    """Do not ping pooled connections at checkout in engines this process makes from now on.
+
+    The ping costs a round trip per transaction, and a trial makes about ten. Worker children
+    skip it: every database call on their path is retried when a connection turns out dead
+    (service.resilient, worker.loop), and SQLAlchemy drops the whole pool at the first
+    disconnect it sees, so after a database restart one call fails and its retry succeeds.
+    The API keeps the ping, so no request fails after a restart.
+    """
+    _PING_ON_CHECKOUT[0] = False
 
 
 _ENGINES: dict[str, Engine] = {}

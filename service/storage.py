@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from service.database import engine_kwargs, normalise_url
 from service.resilient import ResilientRDBStorage
@@ -14,10 +14,12 @@ from service.spec import GridSampler, Hyperband, Median, StudySpec, SuccessiveHa
 MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
 
 
-_STORAGES: dict[tuple[str, int | None, int | None], RDBStorage] = {}
+_STORAGES: dict[tuple[str, int | None, int | None], ResilientRDBStorage] = {}
 
 
-def get_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+def get_storage(
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+) -> ResilientRDBStorage:
     """Optuna's storage on ``url`` (one per process). With a heartbeat, stale trials are re-queued."""
     key = (normalise_url(url), heartbeat_interval, grace_period)
     if key not in _STORAGES:
@@ -33,7 +35,7 @@ def forget_storages() -> None:
         storage.engine.dispose()
 
 
-def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:
+def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> ResilientRDBStorage:
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval is not None:
         heartbeat = {

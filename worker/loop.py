@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -16,14 +17,16 @@ from typing import Any
 import optuna
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, wait_exponential
 
+from service.database import skip_connection_pings
 from service.models import StudyRecord, StudyStatus
-from service.resilient import TRANSIENT
+from service.resilient import TRANSIENT, ResilientRDBStorage
 from service.settings import get_settings
 from service.spec import StudySpec
 from service.storage import build_pruner, build_sampler, get_storage
 from service.sweeper import sweep_stale_trials
 from worker.objective import TrialObjective, hand_back
-from worker.picking import choose, lock_if_startable, study_status, survey
+from worker.picking import choose, claim_trial, study_status, survey
+from worker.runner import run_claimed
 
 log = logging.getLogger("hpo.worker")
 SURVEY_SECONDS = 5.0  # how long a child keeps serving one study before looking at all of them again
@@ -73,12 +76,17 @@ class Child:
     objective_class: type[TrialObjective] = TrialObjective
 
     def __init__(self, slot: SlotConfig, stop: threading.Event, started: Any, limit: int | None, device: Any) -> None:
+        skip_connection_pings()  # before the first engine: every call below is retried instead
         self.slot, self.stop, self.started, self.limit, self.device = slot, stop, started, limit, device
         self.settings = get_settings()
         self.url = self.settings.database_url
         self._studies: dict[tuple[str, int], tuple[StudySpec, optuna.Study]] = {}
         self._last: str | None = None  # the study of the last trial this child ran
         self._surveyed_at = 0.0
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"  # the "worker" user attribute of its trials
+        # Optuna's in-process trial cache around our storage, as load_study would build it; shared
+        # by the claims and every Study, so the cache knows the trials the claims create.
+        self._optuna_storage = optuna.storages.get_storage(self._storage())
         self._retrying = Retrying(
             retry=retry_if_exception_type(TRANSIENT),
             wait=wait_exponential(max=30),
@@ -112,32 +120,30 @@ class Child:
             self.stop.wait(self.slot.poll_seconds)
 
     def run_trial(self, name: str) -> bool:
-        """Run one trial of ``name`` if a slot or waiting trial is available; False if none was."""
-        got = lock_if_startable(self.url, name)
-        if got is None:
+        """Claim and run one trial of ``name``; False if the study had nothing to start."""
+        storage = self._storage()
+        claim = claim_trial(self.url, name, self._optuna_storage, {"worker": self.identity})
+        if claim is None:
             return False
-        lock, record, progress = got
-        try:
-            spec, study = self._study(record)
-            study.sampler = build_sampler(spec, seed_offset=progress.slots_taken)
-            objective = self.objective_class(
-                spec=spec,
-                device=self.device,
-                data_dir=self.settings.data_dir,
-                cache_dir=self.settings.cache_dir,
-                artifact_dir=self.settings.artifact_dir,
-                allow_download=self.settings.allow_download,
-                on_start=lock.release,
-                should_stop=self.stop.is_set,
-                study_stopped=self._stopped_checker(name),
-                # optimize() fails stale RUNNING trials before asking, so a running one may come back as a retry
-                may_be_retry=progress.active > 0,
-            )
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
-        finally:
-            lock.release()
+        spec, study = self._study(claim.record)
+        study.sampler = build_sampler(spec, seed_offset=claim.progress.slots_taken)
+        objective = self.objective_class(
+            spec=spec,
+            device=self.device,
+            data_dir=self.settings.data_dir,
+            cache_dir=self.settings.cache_dir,
+            artifact_dir=self.settings.artifact_dir,
+            allow_download=self.settings.allow_download,
+            should_stop=self.stop.is_set,
+            study_stopped=self._stopped_checker(name),
+            storage=storage,
+            may_be_retry=claim.popped,
+        )
+        run_claimed(study, claim.trial_id, objective, storage, beat_first=not claim.beat)
         if objective.handed_back and objective.trial_number is not None:
             hand_back(study, objective.trial_number)
+        # Re-queue trials of dead workers (at most once per heartbeat interval: see ResilientRDBStorage).
+        self._retrying(optuna.storages.fail_stale_trials, study)
         return True
 
     def _study(self, record: StudyRecord) -> tuple[StudySpec, optuna.Study]:
@@ -145,12 +151,18 @@ class Child:
         key = (record.name, record.id)
         if key not in self._studies:
             spec = StudySpec.model_validate(record.spec)
-            storage = get_storage(self.url, self.settings.heartbeat_interval, self.settings.heartbeat_grace)
             study = optuna.load_study(
-                study_name=record.name, storage=storage, pruner=build_pruner(spec), sampler=build_sampler(spec)
+                study_name=record.name,
+                storage=self._optuna_storage,
+                pruner=build_pruner(spec),
+                sampler=build_sampler(spec),
             )
             self._studies[key] = (spec, study)
         return self._studies[key]
+
+    def _storage(self) -> ResilientRDBStorage:
+        """Optuna's storage on the worker's database, with heartbeats (one per process)."""
+        return get_storage(self.url, self.settings.heartbeat_interval, self.settings.heartbeat_grace)
 
     def _stopped_checker(self, name: str) -> Callable[[], bool]:
         """Whether the study was stopped, asked of the database at most every STATUS_SECONDS."""
@@ -158,7 +170,7 @@ class Child:
 
         def stopped() -> bool:
             if time.monotonic() - checked["at"] >= STATUS_SECONDS:
-                checked["stopped"] = study_status(self.url, name) == StudyStatus.STOPPED
+                checked["stopped"] = self._retrying(study_status, self.url, name) == StudyStatus.STOPPED
                 checked["at"] = time.monotonic()
             return bool(checked["stopped"])
 

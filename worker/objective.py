@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from objectives.checkpoint import checkpoint_epoch
 from objectives.data import load_dataset
 from objectives.train import train
+from service.resilient import ResilientRDBStorage
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
 from service.storage import retry_callback
@@ -29,9 +28,8 @@ class HandBack(Exception):
 
 @dataclass
 class TrialObjective:
-    """The callable handed to ``study.optimize`` for one trial.
+    """The objective of one claimed trial (see worker.runner.run_claimed).
 
-    ``on_start`` runs first (it releases the study lock: the trial exists by then).
     ``should_stop`` is asked at each epoch end; when true the trial is handed back.
     ``study_stopped`` is asked at each epoch end; when true the trial ends as pruned.
     """
@@ -42,10 +40,10 @@ class TrialObjective:
     cache_dir: Path
     artifact_dir: Path
     allow_download: bool
-    on_start: Callable[[], None]
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
-    may_be_retry: bool = True  # False when nothing was waiting or running, so the trial is surely new
+    storage: ResilientRDBStorage  # the study's storage: attributes go through it in as few transactions as possible
+    may_be_retry: bool = True  # False for a trial created fresh (not popped from the waiting queue)
     load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
     train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)
@@ -53,18 +51,17 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the trial's config; returns the final validation accuracy."""
-        self.on_start()
         self.trial_number = trial.number
         params = suggest(trial, self.spec)
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.artifact_dir / self.spec.name / f"trial-{trial.number if root is None else root}.pt"
         resume_epoch = checkpoint_epoch(checkpoint) if root is not None else None
-        trial.set_user_attr("config", config.model_dump(mode="json"))
-        trial.set_user_attr("checkpoint", str(checkpoint))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
         if resume_epoch is not None:
-            trial.set_user_attr("resumed_from_epoch", resume_epoch)
+            attrs["resumed_from_epoch"] = resume_epoch
+        # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
+        self.storage.set_user_attrs_on_finish(trial._trial_id, attrs)
         log.info(
             "trial %s of %s: start%s %s",
             trial.number,
@@ -92,7 +89,8 @@ class TrialObjective:
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f", trial.number, e, config.epochs, loss, acc
             ),
         )
-        trial.set_user_attr("metrics", result.as_dict())  # one write: val/test accuracy, epochs, seconds, ...
+        # val/test accuracy, epochs, seconds, ...: committed together with the COMPLETE state
+        self.storage.set_user_attrs_on_finish(trial._trial_id, {"metrics": result.as_dict()})
         log.info(
             "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
             trial.number,

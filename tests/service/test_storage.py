@@ -1,0 +1,82 @@
+"""ResilientRDBStorage's additions to Optuna's RDBStorage, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from sqlalchemy import text
+
+from service.database import get_engine
+from service.spec import StudySpec
+from service.storage import get_storage
+from service.studies import create_study
+from tests.conftest import make_spec
+
+
+def new_running_trial(url: str, heartbeat_interval: int = 10) -> tuple[optuna.storages.RDBStorage, int]:
+    """A study with one RUNNING trial, and the heartbeat-enabled storage it was made through."""
+    create_study(url=url, spec=StudySpec.model_validate(make_spec("s")))
+    storage = get_storage(url, heartbeat_interval, 2)
+    study_id = storage.get_study_id_from_name("s")
+    return storage, storage.create_new_trial(study_id)
+
+
+def test_attributes_set_on_finish_commit_with_the_final_state(db_url):
+    storage, trial_id = new_running_trial(db_url)
+    storage.set_user_attrs_on_finish(trial_id, {"config": {"lr": 0.1}})
+    storage.set_user_attrs_on_finish(trial_id, {"metrics": {"test_accuracy": 0.4}})
+    assert storage.get_trial(trial_id).user_attrs == {}  # nothing written while it runs
+
+    assert storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.5
+    assert trial.user_attrs == {"config": {"lr": 0.1}, "metrics": {"test_accuracy": 0.4}}
+
+
+def test_attributes_on_finish_are_dropped_when_someone_else_finished_the_trial(db_url):
+    storage, trial_id = new_running_trial(db_url)
+    other = optuna.storages.RDBStorage(db_url, skip_table_creation=True)  # e.g. a sweeper failing it as stale
+    other.set_trial_state_values(trial_id, TrialState.FAIL)
+    other.engine.dispose()
+
+    storage.set_user_attrs_on_finish(trial_id, {"metrics": {"test_accuracy": 0.4}})
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+    trial = storage.get_trial(trial_id)
+    assert trial.state == TrialState.FAIL and trial.user_attrs == {}
+
+
+def test_several_user_attributes_in_one_call_overwrite_earlier_values(db_url):
+    storage, trial_id = new_running_trial(db_url)
+    storage.set_trial_user_attrs(trial_id, {"worker": "a:1", "checkpoint": "x.pt"})
+    storage.set_trial_user_attrs(trial_id, {"worker": "b:2"})
+    assert storage.get_trial(trial_id).user_attrs == {"worker": "b:2", "checkpoint": "x.pt"}
+
+
+def test_a_heartbeat_is_one_row_that_moves_forward(db_url):
+    storage, trial_id = new_running_trial(db_url)
+    beats = "SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"
+    storage.record_heartbeat(trial_id)
+    with get_engine(db_url).connect() as connection:
+        first = connection.execute(text(beats), {"t": trial_id}).scalars().all()
+    time.sleep(1.1)  # SQLite's CURRENT_TIMESTAMP has one-second resolution
+    storage.record_heartbeat(trial_id)
+    with get_engine(db_url).connect() as connection:
+        second = connection.execute(text(beats), {"t": trial_id}).scalars().all()
+    assert len(first) == len(second) == 1
+    assert second[0] > first[0]
+
+
+def test_stale_trials_are_looked_for_at_most_once_per_heartbeat_interval(pg_url):
+    storage, trial_id = new_running_trial(pg_url, heartbeat_interval=1)
+    storage.record_heartbeat(trial_id)
+    with get_engine(pg_url).begin() as connection:  # its worker went quiet a minute ago
+        connection.execute(text("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 minute'"))
+    study_id = storage.get_study_id_from_name("s")
+    assert storage._get_stale_trial_ids(study_id) == [trial_id]
+    assert storage._get_stale_trial_ids(study_id) == []  # asked again within the interval: not looked
+    time.sleep(1.05)
+    assert storage._get_stale_trial_ids(study_id) == [trial_id]
