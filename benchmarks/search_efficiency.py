@@ -105,6 +105,7 @@ def run_service(
     target: float,
     max_trials: int,
     workers: int,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the default search through the API until it reaches ``target`` (or its budget)."""
     base, server = start_api(url)
@@ -117,6 +118,7 @@ def run_service(
         "seed": seed,
         "search_space": {**SPACE, "width": width},
         "sampler": {"name": "tpe", "seed": seed},
+        **(search or {}),  # only for trying other settings by hand; the benchmark runs the defaults
     }
     api = httpx.Client(base_url=base, timeout=60)
     assert api.post("/studies", json=spec).status_code == 201
