@@ -66,21 +66,20 @@ def trial_is_running(session: Session, trial_id: int) -> bool:
 
 @functools.cache
 def _user_attr_upsert(dialect_name: str) -> Executable | None:
-    dialect = _UPSERT_DIALECTS.get(dialect_name)
-    if dialect is None:
-        return None
     model = models.TrialUserAttributeModel
-    insert = dialect.insert(model)
-    return insert.on_conflict_do_update(
-        index_elements=[model.trial_id, model.key], set_={"value_json": insert.excluded.value_json}
-    )
+    return _upsert(dialect_name, model, [model.trial_id, model.key], "value_json")
 
 
 @functools.cache
 def _heartbeat_upsert(dialect_name: str) -> Executable | None:
+    model = models.TrialHeartbeatModel
+    return _upsert(dialect_name, model, [model.trial_id], "heartbeat", heartbeat=func.current_timestamp())
+
+
+def _upsert(dialect_name: str, model: Any, keys: list[Any], column: str, **values: Any) -> Executable | None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET column = the new value; None without ON CONFLICT."""
     dialect = _UPSERT_DIALECTS.get(dialect_name)
     if dialect is None:
         return None
-    model = models.TrialHeartbeatModel
-    insert = dialect.insert(model).values(heartbeat=func.current_timestamp())
-    return insert.on_conflict_do_update(index_elements=[model.trial_id], set_={"heartbeat": insert.excluded.heartbeat})
+    insert = dialect.insert(model).values(**values) if values else dialect.insert(model)
+    return insert.on_conflict_do_update(index_elements=keys, set_={column: insert.excluded[column]})
