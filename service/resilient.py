@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -117,9 +117,5 @@ class ResilientRDBStorage(RDBStorage):
         return list(super()._get_stale_trial_ids(study_id))
 
 
-def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
-    return database_retry(method)
-
-
-for _name in RETRIED_METHODS:
-    setattr(ResilientRDBStorage, _name, _retrying(getattr(ResilientRDBStorage, _name)))
+for _name in RETRIED_METHODS:  # Optuna's methods and the overrides above alike
+    setattr(ResilientRDBStorage, _name, database_retry(getattr(ResilientRDBStorage, _name)))
