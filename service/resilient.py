@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from service.trial_writes import trial_is_running, upsert_heartbeat, upsert_user_attrs
+from service.trial_writes import running_without_heartbeat, trial_is_running, upsert_heartbeat, upsert_user_attrs
 
 RETRY_SECONDS = 180
 TRANSIENT = (optuna.exceptions.StorageInternalError, OperationalError, DBAPIError)
@@ -64,6 +64,7 @@ class ResilientRDBStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
+        self._beatless_since: dict[int, float] = {}  # RUNNING trial without a heartbeat -> first seen
 
     def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         """Set several user attributes of a running trial in one transaction."""
@@ -114,7 +115,25 @@ class ResilientRDBStorage(RDBStorage):
         if last is not None and self.heartbeat_interval is not None and now - last < self.heartbeat_interval:
             return []
         self._stale_checked_at[study_id] = now
-        return list(super()._get_stale_trial_ids(study_id))
+        return [*super()._get_stale_trial_ids(study_id), *self._orphaned_trial_ids(study_id, now)]
+
+    def _orphaned_trial_ids(self, study_id: int, now: float) -> list[int]:
+        """RUNNING trials that have had no heartbeat row for a whole grace period.
+
+        A worker writes a trial's first beat just after creating it (worker/picking.py); one
+        that died in between leaves a RUNNING trial Optuna never calls stale, since it has no
+        beat to be late. Timed on this process's monotonic clock, not the trial's start time,
+        so clock skew between machines cannot make a live trial look dead.
+        """
+        with _create_scoped_session(self.scoped_session) as session:
+            beatless = set(session.execute(running_without_heartbeat(study_id)).scalars())
+        for trial_id in list(self._beatless_since):
+            if trial_id not in beatless:
+                del self._beatless_since[trial_id]
+        for trial_id in beatless:
+            self._beatless_since.setdefault(trial_id, now)
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        return sorted(t for t in beatless if now - self._beatless_since[t] >= grace)
 
 
 for _name in RETRIED_METHODS:  # Optuna's methods and the overrides above alike

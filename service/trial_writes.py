@@ -18,7 +18,7 @@ from typing import Any
 
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import Executable, func, select
+from sqlalchemy import Executable, Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,13 @@ def trial_is_running(session: Session, trial_id: int) -> bool:
     model = models.TrialModel
     query = select(model.state).where(model.trial_id == trial_id).with_for_update()
     return bool(session.execute(query).scalar_one_or_none() == TrialState.RUNNING)
+
+
+def running_without_heartbeat(study_id: int) -> Select[int]:
+    """Ids of the study's RUNNING trials that have no heartbeat row."""
+    trial, beat = models.TrialModel, models.TrialHeartbeatModel
+    has_beat = select(beat.trial_id).where(beat.trial_id == trial.trial_id).exists()
+    return select(trial.trial_id).where(trial.study_id == study_id, trial.state == TrialState.RUNNING, ~has_beat)
 
 
 @functools.cache

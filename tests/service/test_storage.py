@@ -9,7 +9,8 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import text
 
-from service.database import get_engine
+from service.budget import progress
+from service.database import get_engine, session_scope
 from service.spec import StudySpec
 from service.storage import get_storage
 from service.studies import create_study
@@ -80,3 +81,28 @@ def test_stale_trials_are_looked_for_at_most_once_per_heartbeat_interval(pg_url)
     assert storage._get_stale_trial_ids(study_id) == []  # asked again within the interval: not looked
     time.sleep(1.05)
     assert storage._get_stale_trial_ids(study_id) == [trial_id]
+
+
+def test_a_running_trial_that_never_had_a_heartbeat_turns_stale_after_a_grace_period(db_url):
+    # Its worker died between creating the trial and committing the claim's first beat.
+    storage, orphan = new_running_trial(db_url, heartbeat_interval=1)
+    study_id = storage.get_study_id_from_name("s")
+    live = storage.create_new_trial(study_id)
+    storage.record_heartbeat(live)
+    assert storage._get_stale_trial_ids(study_id) == []  # first seen beatless: could be a claim in flight
+    time.sleep(2.1)  # past the grace period (2 s); the live trial's beat is not that old in whole seconds
+    storage.record_heartbeat(live)
+    assert storage._get_stale_trial_ids(study_id) == [orphan]
+
+
+def test_an_orphaned_trial_is_failed_and_requeued_by_the_stale_sweep(db_url):
+    storage, orphan = new_running_trial(db_url, heartbeat_interval=1)
+    study = optuna.load_study(study_name="s", storage=storage)
+    optuna.storages.fail_stale_trials(study)
+    time.sleep(2.1)
+    optuna.storages.fail_stale_trials(study)
+    states = {t._trial_id: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan] == TrialState.FAIL
+    assert list(states.values()).count(TrialState.WAITING) == 1  # its retry
+    with session_scope(db_url) as session:
+        assert progress(session, "s").slots_taken == 1  # the retry takes the orphan's slot, not a new one
