@@ -64,7 +64,7 @@ class ResilientRDBStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
-        self._beatless_since: dict[int, float] = {}  # RUNNING trial without a heartbeat -> first seen
+        self._beatless_since: dict[int, dict[int, float]] = {}  # study id -> {beatless trial id: first seen}
 
     def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         """Set several user attributes of a running trial in one transaction."""
@@ -127,13 +127,10 @@ class ResilientRDBStorage(RDBStorage):
         """
         with _create_scoped_session(self.scoped_session) as session:
             beatless = set(session.execute(running_without_heartbeat(study_id)).scalars())
-        for trial_id in list(self._beatless_since):
-            if trial_id not in beatless:
-                del self._beatless_since[trial_id]
-        for trial_id in beatless:
-            self._beatless_since.setdefault(trial_id, now)
+        seen = self._beatless_since.get(study_id, {})
+        self._beatless_since[study_id] = since = {trial_id: seen.get(trial_id, now) for trial_id in beatless}
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
-        return sorted(t for t in beatless if now - self._beatless_since[t] >= grace)
+        return sorted(trial_id for trial_id, first in since.items() if now - first >= grace)
 
 
 for _name in RETRIED_METHODS:  # Optuna's methods and the overrides above alike

@@ -92,6 +92,8 @@ def test_a_running_trial_that_never_had_a_heartbeat_turns_stale_after_a_grace_pe
     assert storage._get_stale_trial_ids(study_id) == []  # first seen beatless: could be a claim in flight
     time.sleep(2.1)  # past the grace period (2 s); the live trial's beat is not that old in whole seconds
     storage.record_heartbeat(live)
+    create_study(url=db_url, spec=StudySpec.model_validate(make_spec("t")))
+    storage._get_stale_trial_ids(storage.get_study_id_from_name("t"))  # another study looked at in between
     assert storage._get_stale_trial_ids(study_id) == [orphan]
 
 
