@@ -37,16 +37,7 @@ def _zero_train(data: Any, *, report: Any, **_: Any) -> Any:
 
     for epoch in (1, 2, 3):
         report(epoch, 0.1 * epoch)
-    return TrainResult(
-        val_accuracy=0.3,
-        test_accuracy=0.3,
-        loss=0.0,
-        epochs=3,
-        seconds=0.0,
-        images_per_second=0.0,
-        device="cpu",
-        threads=1,
-    )
+    return TrainResult(0.3, 0.3, loss=0.0, epochs=3, seconds=0.0, images_per_second=0.0, device="cpu", threads=1)
 
 
 def _no_data(*_: Any, **__: Any) -> None:

@@ -107,6 +107,7 @@ class Median(_Strict):
     name: Literal["median"]
     n_startup_trials: int = Field(default=5, ge=0)
     n_warmup_steps: int = Field(default=0, ge=0)
+    interval_steps: int = Field(default=1, ge=1)
 
 
 class NoPruner(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -60,8 +61,12 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     seed = None if spec.sampler.seed is None else spec.sampler.seed + seed_offset
     s = spec.sampler.model_copy(update={"seed": seed})
     if s.name == "tpe":
+        # Under Hyperband, TPE sees only the trial's own bracket (optuna.pruners._filter_study), so its
+        # start-up count applies per bracket: divide it, so the study as a whole starts with about
+        # n_startup_trials random trials, as the spec says, rather than that many per bracket.
+        startup = math.ceil(s.n_startup_trials / hyperband_brackets(spec))
         return optuna.samplers.TPESampler(
-            seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, constant_liar=True
+            seed=s.seed, n_startup_trials=startup, multivariate=s.multivariate, constant_liar=True
         )
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
@@ -71,6 +76,16 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     if s.name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials, sigma0=s.sigma0)
     return optuna.samplers.QMCSampler(seed=s.seed, qmc_type=s.qmc_type)
+
+
+def hyperband_brackets(spec: StudySpec) -> int:
+    """How many brackets Optuna's HyperbandPruner makes for this spec (1 for any other pruner)."""
+    p = spec.pruner
+    if not isinstance(p, Hyperband):
+        return 1
+    max_resource = p.max_resource or spec.epochs
+    # the same expression as HyperbandPruner._try_initialization, so the count matches Optuna's
+    return max(1, math.floor(math.log(max_resource / p.min_resource, p.reduction_factor)) + 1)
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
@@ -83,5 +98,7 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if isinstance(p, SuccessiveHalving):
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
     if isinstance(p, Median):
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps
+        )
     return optuna.pruners.NopPruner()
