@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -58,7 +59,7 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     Workers build a fresh sampler for every trial; ``seed_offset`` (the trial's slot number)
     keeps a seeded sampler from drawing the same first point every time.
     """
-    seed = None if spec.sampler.seed is None else spec.sampler.seed + seed_offset
+    seed = None if spec.sampler.seed is None else trial_seed(spec.sampler.seed, seed_offset)
     s = spec.sampler.model_copy(update={"seed": seed})
     if s.name == "tpe":
         # Under Hyperband, TPE sees only the trial's own bracket (optuna.pruners._filter_study), so its
@@ -76,6 +77,14 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     if s.name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials, sigma0=s.sigma0)
     return optuna.samplers.QMCSampler(seed=s.seed, qmc_type=s.qmc_type)
+
+
+def trial_seed(study_seed: int, offset: int) -> int:
+    """A sampler seed for one trial: reproducible, and unrelated between studies with adjacent seeds.
+
+    (``study_seed + offset`` would give seed 1's trial k the draws of seed 0's trial k + 1.)
+    """
+    return int(np.random.SeedSequence([study_seed % 2**64, offset]).generate_state(1)[0])
 
 
 def hyperband_brackets(spec: StudySpec) -> int:

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from service.spec import StudySpec
-from service.storage import build_pruner, build_sampler, hyperband_brackets
+from service.storage import build_pruner, build_sampler, hyperband_brackets, trial_seed
 from tests.conftest import make_spec
 
 
@@ -66,3 +66,17 @@ def test_median_pruner_with_a_long_interval_only_cuts_at_the_first_checked_epoch
     assert not weak_later.should_prune()
     weak_later.report(0.1, 2)
     assert not weak_later.should_prune()  # epoch 2 is never checked
+
+
+def first_draw(sampler_seed: int, offset: int) -> float:
+    """The learning rate a seeded random sampler proposes for a study's trial number ``offset``."""
+    sampler = build_sampler(spec_with(sampler={"name": "random", "seed": sampler_seed}), seed_offset=offset)
+    return optuna.create_study(sampler=sampler).ask().suggest_float("lr", 1e-4, 1e-1, log=True)
+
+
+def test_seeded_trials_are_reproducible_and_unrelated_between_adjacent_study_seeds():
+    assert first_draw(0, 1) == first_draw(0, 1)
+    assert first_draw(0, 0) != first_draw(0, 1)
+    assert first_draw(1, 0) != first_draw(0, 1)  # seed + offset would make these equal
+    assert len({trial_seed(seed, offset) for seed in range(20) for offset in range(20)}) == 400
+    assert trial_seed(-1, 0) != trial_seed(1, 0)
