@@ -44,6 +44,12 @@ SPACE = {
 }
 
 
+def setting(quick: bool) -> tuple[dict[str, Any], float, int]:
+    """The dataset spec, CNN width and epochs per trial of a full or a --quick run."""
+    epochs, limit = (6, 1500) if quick else (8, 3000)
+    return {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}, 0.125, epochs
+
+
 def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> dict[str, Any]:
     """Train every grid config; return the best validation accuracy, epochs and seconds."""
     data = load_dataset(dataset, data_dir=data_dir(), device="cpu")
@@ -192,10 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message=".*experimental.*")
-    epochs, limit = (6, 1500) if args.quick else (8, 3000)
+    dataset, width, epochs = setting(args.quick)
     seeds = list(range(args.seeds if args.seeds is not None else 1 if args.quick else 3))
-    width = 0.125
-    dataset = {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}
     server = postgres_server()
     database = create_database(server)
     url = database_url(server, database)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import data_dir, save, table
-from benchmarks.search_efficiency import run_grid
+from benchmarks.search_efficiency import run_grid, setting
 from objectives.data import load_dataset
 from objectives.train import train
 
@@ -79,11 +79,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, help="how many seeds, 0, 1, ... (default 3, or 1 with --quick)")
     parser.add_argument("--configs", type=int, help="neighbourhood configs per seed (default 10)")
     args = parser.parse_args()
-    epochs, limit = (6, 1500) if args.quick else (8, 3000)
+    dataset, width, epochs = setting(args.quick)
     seeds = range(args.seeds if args.seeds is not None else 1 if args.quick else 3)
     count = args.configs or 10
-    width = 0.125
-    dataset = {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1}
     rows = []
     for seed in seeds:
         grid = run_grid(dataset, width, epochs, seed)
