@@ -60,7 +60,8 @@ class DatasetSpec(_Strict):
 class TPE(_Strict):
     name: Literal["tpe"]
     seed: int | None = None
-    n_startup_trials: int = Field(default=10, ge=0, le=10_000)  # random trials before TPE models the space
+    # random trials before TPE models the space; 5, not Optuna's 10: studies here run tens of trials
+    n_startup_trials: int = Field(default=5, ge=0, le=10_000)
     multivariate: bool = True
 
 

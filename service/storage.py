@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -62,12 +61,10 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
     seed = None if spec.sampler.seed is None else trial_seed(spec.sampler.seed, seed_offset)
     s = spec.sampler.model_copy(update={"seed": seed})
     if s.name == "tpe":
-        # Under Hyperband, TPE sees only the trial's own bracket (optuna.pruners._filter_study), so its
-        # start-up count applies per bracket: divide it, so the study as a whole starts with about
-        # n_startup_trials random trials, as the spec says, rather than that many per bracket.
-        startup = math.ceil(s.n_startup_trials / hyperband_brackets(spec))
+        # Under Hyperband, TPE still models every bracket's trials (Optuna's bracket view filters only
+        # get_trials, and TPE reads _get_trials), so n_startup_trials counts the whole study.
         return optuna.samplers.TPESampler(
-            seed=s.seed, n_startup_trials=startup, multivariate=s.multivariate, constant_liar=True
+            seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=s.multivariate, constant_liar=True
         )
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
@@ -85,16 +82,6 @@ def trial_seed(study_seed: int, offset: int) -> int:
     (``study_seed + offset`` would give seed 1's trial k the draws of seed 0's trial k + 1.)
     """
     return int(np.random.SeedSequence([study_seed % 2**64, offset]).generate_state(1)[0])
-
-
-def hyperband_brackets(spec: StudySpec) -> int:
-    """How many brackets Optuna's HyperbandPruner makes for this spec (1 for any other pruner)."""
-    p = spec.pruner
-    if not isinstance(p, Hyperband):
-        return 1
-    max_resource = p.max_resource or spec.epochs
-    # the same expression as HyperbandPruner._try_initialization, so the count matches Optuna's
-    return max(1, math.floor(math.log(max_resource / p.min_resource, p.reduction_factor)) + 1)
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

@@ -1,12 +1,11 @@
-"""The sampler and pruner a spec builds: Hyperband's brackets and TPE's start-up, the median pruner."""
+"""The sampler and pruner a spec builds: TPE's start-up under Hyperband, the median pruner, seeding."""
 
 from __future__ import annotations
 
 import optuna
-import pytest
 
 from service.spec import StudySpec
-from service.storage import build_pruner, build_sampler, hyperband_brackets, trial_seed
+from service.storage import build_pruner, build_sampler, trial_seed
 from tests.conftest import make_spec
 
 
@@ -14,39 +13,44 @@ def spec_with(**overrides) -> StudySpec:
     return StudySpec.model_validate(make_spec("s", **overrides))
 
 
-def initialised_brackets(pruner: optuna.pruners.HyperbandPruner) -> int:
-    """How many brackets Optuna's pruner really made (it makes them on its first prune call)."""
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    trial = study.ask()
-    trial.report(0.5, 1)
-    trial.should_prune()
-    return len(pruner._pruners)
+def draw(trial: optuna.Trial) -> dict[str, float]:
+    """Suggest the three searched parameters of ``make_spec``'s space."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128, 256]),
+        "aug_strength": trial.suggest_float("aug_strength", 0.0, 1.0),
+    }
 
 
-@pytest.mark.parametrize(
-    ("epochs", "pruner", "expected"),
-    [
-        (8, {"name": "hyperband"}, 2),
-        (9, {"name": "hyperband"}, 3),
-        (27, {"name": "hyperband"}, 4),
-        (100, {"name": "hyperband", "min_resource": 2, "reduction_factor": 4}, 3),
-        (2, {"name": "hyperband"}, 1),
-        (10, {"name": "hyperband", "max_resource": 3}, 2),
-    ],
-)
-def test_bracket_count_matches_optunas_hyperband(epochs, pruner, expected):
-    spec = spec_with(epochs=epochs, pruner=pruner)
-    assert hyperband_brackets(spec) == expected
-    assert initialised_brackets(build_pruner(spec)) == expected
+def random_draw(seed: int) -> dict[str, float]:
+    """What a random sampler with ``seed`` proposes: a TPE start-up trial with that seed proposes the same."""
+    return draw(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask())
 
 
-def test_tpe_start_up_is_shared_among_hyperband_brackets():
-    """TPE under Hyperband models each bracket apart: 10 start-up trials over 2 brackets is 5 each."""
-    tpe = {"name": "tpe", "n_startup_trials": 10}
-    assert build_sampler(spec_with(epochs=8, sampler=tpe))._n_startup_trials == 5
-    halving = spec_with(epochs=8, sampler=tpe, pruner={"name": "successive_halving"})
-    assert build_sampler(halving)._n_startup_trials == 10
-    assert build_sampler(spec_with(epochs=27, sampler=tpe))._n_startup_trials == 3  # 4 brackets: ceil(10 / 4)
+def test_tpe_start_up_counts_the_trials_of_every_hyperband_bracket():
+    """Exactly n_startup_trials trials are random, though Hyperband (E = 8) puts them in 2 brackets."""
+    spec = spec_with(epochs=8, sampler={"name": "tpe", "seed": 3, "n_startup_trials": 4})
+    study = optuna.create_study(study_name="start-up", direction="maximize", pruner=build_pruner(spec))
+    was_random = []
+    for slot in range(10):
+        study.sampler = build_sampler(spec, seed_offset=slot)  # as worker.loop does for every trial
+        trial = study.ask()
+        params = draw(trial)
+        was_random.append(params == random_draw(trial_seed(3, slot)))
+        for epoch in range(1, 9):
+            trial.report(params["aug_strength"] * epoch / 8, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, params["aug_strength"])
+    brackets = {study.pruner._get_bracket_id(study, t) for t in study.trials}
+    assert brackets == {0, 1}
+    assert was_random == [True] * 4 + [False] * 6
+
+
+def test_tpe_starts_with_5_random_trials_by_default():
+    assert build_sampler(spec_with(sampler={"name": "tpe"}))._n_startup_trials == 5
 
 
 def test_median_pruner_with_a_long_interval_only_cuts_at_the_first_checked_epoch():
