@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 
 from service.spec import StudySpec
 from service.storage import build_pruner, build_sampler, trial_seed
@@ -84,3 +85,16 @@ def test_seeded_trials_are_reproducible_and_unrelated_between_adjacent_study_see
     assert first_draw(1, 0) != first_draw(0, 1)  # seed + offset would make these equal
     assert len({trial_seed(seed, offset) for seed in range(20) for offset in range(20)}) == 400
     assert trial_seed(-1, 0) != trial_seed(1, 0)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "qmc"])
+def test_every_sampler_the_spec_offers_proposes_configs_past_its_start_up(sampler):
+    """cmaes and qmc need packages of their own (cmaes, scipy): a spec must not offer what cannot run."""
+    spec = spec_with(sampler={"name": sampler, "seed": 0})
+    study = optuna.create_study(direction="maximize", pruner=build_pruner(spec))
+    for slot in range(8):  # beyond TPE's 5 and CMA-ES's 1 start-up trials
+        study.sampler = build_sampler(spec, seed_offset=slot)
+        trial = study.ask()
+        params = draw(trial)
+        study.tell(trial, params["aug_strength"] - abs(params["lr"] - 3e-3))
+    assert len({t.params["lr"] for t in study.trials}) == 8
