@@ -88,11 +88,13 @@ def run(args: argparse.Namespace) -> int:
             env={**os.environ, "HPO_DATABASE_URL": settings.database_url},
         )
         started = time.monotonic()
+        bars = sys.stderr.isatty()  # the worker draws a bar per slot there; a line of ours would tear them
         finished = False
         while not finished:
             time.sleep(3)
             finished = worker.poll() is not None
-            _print_progress(api.get(f"/studies/{name}").json(), time.monotonic() - started)
+            if finished or not bars:
+                _print_progress(api.get(f"/studies/{name}").json(), time.monotonic() - started)
         best = api.get(f"/studies/{name}/best")
     server.should_exit = True
     if best.status_code != 200:

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--burst", action="store_true", help="exit once no work is left")
     parser.add_argument("--max-trials", type=int, default=None, metavar="N", help="run at most N trials, then exit")
     parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="wait between looks for work")
+    parser.add_argument(
+        "--plain", action="store_true", help="plain log lines even on a terminal (default there: a bar per slot)"
+    )
     return parser
 
 
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hpo.worker").info(
         "starting %s slot(s) on %s", len(slots), ", ".join(s.device + (s.cuda_visible or "") for s in slots)
     )
-    return Supervisor(slots, args.max_trials).run()
+    return Supervisor(slots, args.max_trials, bars=sys.stderr.isatty() and not args.plain).run()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from service.storage import build_pruner, build_sampler, get_storage
 from service.sweeper import sweep_stale_trials
 from worker.objective import TrialObjective, hand_back
 from worker.picking import choose, claim_trial, study_status, survey
+from worker.progress import child_logging
 from worker.runner import run_claimed
 
 log = logging.getLogger("hpo.worker")
@@ -46,11 +47,14 @@ class SlotConfig:
     poll_seconds: float  # wait between looks for work
 
 
-def child_main(slot: SlotConfig, started: Synchronized | None, limit: int | None) -> None:
-    """Entry point of a spawned child. Exit code 0 means: done on purpose (burst, limit, shutdown)."""
+def child_main(slot: SlotConfig, started: Synchronized | None, limit: int | None, log_queue: Any = None) -> None:
+    """Entry point of a spawned child. Exit code 0 means: done on purpose (burst, limit, shutdown).
+
+    ``log_queue``: the parent's queue for log records when it draws progress bars, else None.
+    """
     if slot.cuda_visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible  # before CUDA is first touched
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [slot {slot.index} pid %(process)d] %(message)s")
+    child_logging(slot.index, log_queue)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     stop = threading.Event()

@@ -18,6 +18,7 @@ from service.resilient import ResilientRDBStorage
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
 from service.storage import retry_callback
+from worker.progress import progress_extra
 
 log = logging.getLogger("hpo.worker")
 
@@ -68,6 +69,7 @@ class TrialObjective:
             self.spec.name,
             f" (retry of {root}, resuming after epoch {resume_epoch})" if root is not None else "",
             params,
+            extra=progress_extra("start", self.spec.name, trial.number, resume_epoch or 0, self.spec.epochs),
         )
         data = self.load_fn(
             config.dataset.model_dump(),
@@ -86,7 +88,9 @@ class TrialObjective:
             checkpoint_path=checkpoint,
             resume_from=checkpoint if resume_epoch is not None else None,
             on_epoch=lambda e, loss, acc: log.info(
-                "trial %s epoch %s/%s loss %.4f val_accuracy %.4f", trial.number, e, config.epochs, loss, acc
+                "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
+                *(trial.number, e, config.epochs, loss, acc),
+                extra=progress_extra("epoch", self.spec.name, trial.number, e, config.epochs, acc),
             ),
         )
         # val/test accuracy, epochs, seconds, ...: committed together with the COMPLETE state

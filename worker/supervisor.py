@@ -10,6 +10,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from worker.loop import SlotConfig, child_main
+from worker.progress import terminal_progress
 
 log = logging.getLogger("hpo.worker")
 RESTART_BACKOFF = (1, 2, 5, 10, 30)  # seconds before restarting a child that keeps dying
@@ -22,19 +23,27 @@ class Supervisor:
     Second signal: children are killed at once (their trials go stale and are retried).
     """
 
-    def __init__(self, slots: list[SlotConfig], max_trials: int | None) -> None:
+    def __init__(self, slots: list[SlotConfig], max_trials: int | None, bars: bool = False) -> None:
         self.slots = slots
+        self.bars = bars  # a progress bar per slot (on a terminal); else plain log lines
         self.max_trials = max_trials
         self.context = mp.get_context("spawn")  # never fork: CUDA must not be initialised in a parent
         self.started: Any = self.context.Value("i", 0) if max_trials is not None else None
         self.procs: dict[int, BaseProcess] = {}
         self.crashes: dict[int, int] = {}
         self.shutdown = False
+        self.log_queue: Any = None  # where children send their log records while the bars are drawn
 
     def run(self) -> int:
         """Supervise until every child has exited on purpose; returns the process exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        with terminal_progress(self.context, len(self.slots), self.bars) as self.log_queue:
+            self._supervise()
+        log.info("worker exiting")
+        return 0
+
+    def _supervise(self) -> None:
         for slot in self.slots:
             self._start(slot)
         while self.procs:
@@ -45,12 +54,12 @@ class Supervisor:
                 del self.procs[index]
                 if proc.exitcode != 0 and not self.shutdown:
                     self._restart(self.slots[index], proc.exitcode)
-        log.info("worker exiting")
-        return 0
 
     def _start(self, slot: SlotConfig) -> None:
         proc = self.context.Process(
-            target=child_main, args=(slot, self.started, self.max_trials), name=f"hpo-worker-{slot.index}"
+            target=child_main,
+            args=(slot, self.started, self.max_trials, self.log_queue),
+            name=f"hpo-worker-{slot.index}",
         )
         proc.start()
         self.procs[slot.index] = proc
