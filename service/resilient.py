@@ -81,8 +81,9 @@ class ResilientRDBStorage(RDBStorage):
         if not attrs:
             return bool(super().set_trial_state_values(trial_id, state, values))
         # Optuna's scoped session is one Session per thread, so the state change below runs in
-        # this transaction and its commit covers the attributes too. The trial's row is locked
-        # first (on PostgreSQL): if another process has finished it, its attributes stay as they are.
+        # this transaction and its commit covers the attributes too. The trial is locked first (its
+        # row on PostgreSQL, the database on SQLite): if another process has finished it, its
+        # attributes stay as they are.
         session = self.scoped_session()
         try:
             if trial_is_running(session, trial_id):

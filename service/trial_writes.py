@@ -18,7 +18,7 @@ from typing import Any
 
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import Executable, Select, func, select
+from sqlalchemy import Executable, Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -58,8 +58,12 @@ def upsert_heartbeat(session: Session, trial_id: int) -> None:
 
 
 def trial_is_running(session: Session, trial_id: int) -> bool:
-    """Whether the trial is RUNNING, locking its row until the transaction ends (PostgreSQL)."""
+    """Whether the trial is RUNNING, locked so that nobody else can finish it before this transaction ends."""
     model = models.TrialModel
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and ignores FOR UPDATE; a write takes its database-wide write lock,
+        # which is held to the end of the transaction. So write nothing, first.
+        session.execute(update(model).where(model.trial_id == trial_id).values(state=model.state))
     query = select(model.state).where(model.trial_id == trial_id).with_for_update()
     return bool(session.execute(query).scalar_one_or_none() == TrialState.RUNNING)
 

@@ -108,3 +108,29 @@ def test_an_orphaned_trial_is_failed_and_requeued_by_the_stale_sweep(db_url):
     assert list(states.values()).count(TrialState.WAITING) == 1  # its retry
     with session_scope(db_url) as session:
         assert progress(session, "s").slots_taken == 1  # the retry takes the orphan's slot, not a new one
+
+
+def test_checking_that_a_trial_runs_keeps_others_from_finishing_it_until_commit(db_url):
+    """The check before attributes are written on finish holds a lock (a row lock; SQLite's write lock)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from service.trial_writes import trial_is_running
+
+    storage, trial_id = new_running_trial(db_url)
+    other = create_engine(db_url, connect_args={"timeout": 0.2} if db_url.startswith("sqlite") else {})
+    fail = text("UPDATE trials SET state = 'FAIL' WHERE trial_id = :id")
+    with Session(storage.engine) as session:
+        assert trial_is_running(session, trial_id)
+        with other.connect() as connection, pytest.raises(OperationalError):
+            if not db_url.startswith("sqlite"):
+                connection.execute(text("SET lock_timeout = '200ms'"))
+            connection.execute(fail, {"id": trial_id})
+            connection.commit()
+        session.rollback()
+    with other.connect() as connection:  # released with the transaction
+        connection.execute(fail, {"id": trial_id})
+        connection.commit()
+    other.dispose()
+    assert storage.get_trial(trial_id).state == TrialState.FAIL
