@@ -89,7 +89,11 @@ class TrialObjective:
             resume_from=checkpoint if resume_epoch is not None else None,
             on_epoch=lambda e, loss, acc: log.info(
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
-                *(trial.number, e, config.epochs, loss, acc),
+                trial.number,
+                e,
+                config.epochs,
+                loss,
+                acc,
                 extra=progress_extra("epoch", self.spec.name, trial.number, e, config.epochs, acc),
             ),
         )
