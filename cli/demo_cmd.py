@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import httpx
 
 from cli.errors import CliError
+from cli.local_api import free_port, serve_in_thread
 from service.settings import get_settings
 
 DEMO_SPEC: dict[str, Any] = {
@@ -58,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
             f"no cifar10-sample under HPO_DATA_DIR={settings.data_dir}; run from the repository root "
             "or set HPO_DATA_DIR to the folder holding it"
         )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _start_api(port)
+    server = serve_in_thread(port)
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = {**DEMO_SPEC, "name": name, "max_trials": args.trials, "epochs": args.epochs}
     print(f"hpo demo: API at {base} on {settings.database_url}; data from {settings.data_dir}")
@@ -120,27 +119,6 @@ def _print_progress(study: dict[str, Any], elapsed: float) -> None:
         f"status {study['status']}",
         flush=True,
     )
-
-
-def _start_api(port: int) -> Any:
-    import uvicorn
-
-    config = uvicorn.Config("service.api:create_app", factory=True, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise CliError("the API did not start; see the messages above")
-        time.sleep(0.1)
-    return server
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _has_cuda() -> bool:

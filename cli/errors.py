@@ -1,19 +1,28 @@
-"""Turning expected failures into one clear line on stderr and a non-zero exit."""
+"""Turning expected failures into one clear message on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Parts of pydantic's error locations that name no field: the request body, and the tags of
+# a search-space entry's union (service.space.SpaceEntry).
+_NOT_FIELDS = ("body", "searched", "fixed")
 
 
 class CliError(Exception):
     """A failure the user can fix; printed without a traceback."""
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: 'field.path: message'."""
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """One line per validation error, ``  field.path: message``.
+
+    Takes pydantic's ``ValidationError.errors()`` or the ``detail`` list of an API 422 answer
+    (the same dictionaries, sent as JSON).
+    """
     lines = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"] if part not in ("searched", "fixed"))
-        message = error["msg"].removeprefix("Value error, ")
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part not in _NOT_FIELDS)
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
         lines.append(f"  {where}: {message}" if where else f"  {message}")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """``hpo study create FILE | list | show | best | pause | resume | stop | delete``: the API for people.
 
 Reads HPO_API_URL and HPO_API_TOKEN. Tables for people by default, ``--json`` for scripts.
-An error answer prints the API's message and exits 1, never a traceback.
+An error answer prints the API's message and exits 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import CliError
+from cli.errors import CliError, describe_errors
 from service.settings import get_settings
 
 ACTIONS = ("pause", "resume", "stop")
@@ -91,11 +91,7 @@ def _explain(response: httpx.Response) -> str:
     except ValueError:
         return response.text
     if isinstance(detail, list):  # pydantic's list of validation errors
-        lines = []
-        for error in detail:
-            where = ".".join(str(p) for p in error.get("loc", []) if p not in ("body", "searched", "fixed"))
-            lines.append(f"\n  {where}: {error.get('msg', '').removeprefix('Value error, ')}")
-        return "invalid spec" + "".join(lines)
+        return "invalid spec\n" + describe_errors(detail)
     return str(detail)
 
 

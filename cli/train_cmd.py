@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cli.errors import CliError, describe_validation_error
+from cli.errors import CliError, describe_errors
 from service.settings import get_settings
 from service.spec import TrainingConfig
 
@@ -57,7 +57,7 @@ def load_config(path: Path, overrides: list[str]) -> TrainingConfig:
     try:
         return TrainingConfig.model_validate({**raw, "params": params})
     except ValidationError as exc:
-        raise CliError(f"invalid config {path}:\n{describe_validation_error(exc)}") from None
+        raise CliError(f"invalid config {path}:\n{describe_errors(exc.errors())}") from None
 
 
 def _parse_value(text: str) -> Any:

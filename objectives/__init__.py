@@ -1,9 +1,9 @@
 """Training objectives: data, augmentation, models and the train loop.
 
-This package imports only torch and torchvision, and only in its submodules: importing
-``objectives`` itself (the parameter registry and the path guard) loads no torch, so the
-service can validate specs without pulling in training code. Training code lives in
-``objectives.train`` and friends.
+Training code (``objectives.train`` and the modules it uses) needs torch, torchvision,
+numpy and Pillow, and never optuna, sqlalchemy, service/ or worker/. Importing
+``objectives`` itself (the parameter registry and the path guard) loads none of them, so
+the service can validate specs without pulling in training code.
 """
 
 from objectives.paths import DataPathError, resolve_under

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from objectives.files import save_atomically
 
 
 @dataclass
@@ -24,8 +25,6 @@ class TrainState:
 
 def save_checkpoint(path: str | Path, state: TrainState) -> None:
     """Write ``state`` to ``path`` atomically (a reader never sees a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -34,9 +33,7 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
         "epoch": state.epoch,
         "history": state.history,
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_atomically(payload, path)
 
 
 def load_checkpoint(path: str | Path, state: TrainState) -> None:

@@ -9,7 +9,6 @@ the decoded tensors stay on the device and are shared by every trial.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from objectives.files import save_atomically
 from objectives.paths import resolve_under
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -118,7 +118,7 @@ def _load_imagefolder(root: Path, cache_dir: str | Path | None) -> tuple[Split, 
         return Split(cached["train_x"], cached["train_y"]), Split(cached["test_x"], cached["test_y"]), classes
     train, test = (_decode(files[part]) for part in ("train", "test"))
     if cache_file is not None:
-        _atomic_save(
+        save_atomically(
             {"train_x": train.images, "train_y": train.labels, "test_x": test.images, "test_y": test.labels},
             cache_file,
         )
@@ -158,13 +158,6 @@ def _decode(entries: list[tuple[Path, int]]) -> Split:
         raise DatasetError(f"images must all have one size; found {sorted(shapes)[:3]}")
     pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # N,H,W,C -> N,C,H,W
     return Split(pixels, torch.tensor([label for _, label in entries], dtype=torch.int64))
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _load_cifar10(root: Path, allow_download: bool) -> tuple[Split, Split, list[str]]:

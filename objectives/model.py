@@ -18,10 +18,10 @@ def channels_for(width: float) -> list[int]:
     return [max(8, round(c * width)) for c in BASE_CHANNELS]
 
 
-def build_cnn(*, width: float = 0.25, num_classes: int = 10, in_channels: int = 3) -> nn.Sequential:
+def build_cnn(*, width: float = 0.25, num_classes: int = 10) -> nn.Sequential:
     """The 4-block CNN at ``width``; accepts any input of at least 16 x 16 pixels."""
     layers: list[nn.Module] = []
-    previous = in_channels
+    previous = 3  # RGB
     for channels in channels_for(width):
         layers += [
             nn.Conv2d(previous, channels, kernel_size=3, padding=1, bias=False),

@@ -11,44 +11,52 @@ from objectives import Param
 MAX_CHOICES = 64
 
 
-class FloatRange(BaseModel):
-    """A float searched between low and high (log-uniformly when log is true)."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["float"]
+
+
+class _Range(_Strict):
+    """What FloatRange and IntRange share: low < high, and low > 0 on a log scale."""
+
+    type: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
     low: float
     high: float
     log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be less than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+class FloatRange(_Range):
+    """A float searched between low and high (log-uniformly when log is true)."""
+
+    type: Literal["float"]
     step: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> FloatRange:
-        _check_range(self.low, self.high, self.log)
+    def _step_on_a_linear_scale(self) -> FloatRange:
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log")
         return self
 
 
-class IntRange(BaseModel):
+class IntRange(_Range):
     """An integer searched between low and high inclusive."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["int"]
     low: int
     high: int
-    log: bool = False
     step: int = Field(default=1, ge=1)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> IntRange:
-        _check_range(self.low, self.high, self.log)
-        return self
 
-
-class Categorical(BaseModel):
+class Categorical(_Strict):
     """One of a list of values."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["categorical"]
     choices: list[float | int | str | bool] = Field(min_length=1, max_length=MAX_CHOICES)
 
@@ -72,13 +80,6 @@ SpaceEntry = Annotated[
     Annotated[Distribution, Tag("searched")] | Annotated[FixedValue, Tag("fixed")],
     Discriminator(_entry_kind),
 ]
-
-
-def _check_range(low: float, high: float, log: bool) -> None:
-    if not low < high:
-        raise ValueError(f"low ({low}) must be less than high ({high})")
-    if log and low <= 0:
-        raise ValueError(f"a log range needs low > 0, got {low}")
 
 
 def check_value(param: Param, value: Any) -> None:

@@ -6,11 +6,12 @@ checked against HPO_DATA_DIR so that no request can make a worker read outside i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from objectives import DataPathError, get_objective, resolve_under
+from objectives import DataPathError, Param, get_objective, resolve_under
 from service.settings import get_settings
 from service.space import Categorical, SpaceEntry, check_entry, check_value, contains
 
@@ -28,6 +29,25 @@ def _registered_objective(name: str) -> str:
 
 
 ObjectiveName = Annotated[str, AfterValidator(_registered_objective)]
+
+
+def require_known(field: str, key: str, known: Collection[str], kind: str) -> None:
+    """Raise ValueError naming ``field.key`` when ``key`` is not one of ``known`` (listed in the message)."""
+    if key not in known:
+        raise ValueError(f"{field}.{key}: not {kind} ({', '.join(known)})")
+
+
+def check_parameters(
+    field: str, objective_name: str, values: Mapping[str, Any], check: Callable[[Param, Any], None]
+) -> None:
+    """Raise ValueError naming ``field.key`` for a key the objective lacks or a value ``check`` refuses."""
+    objective = get_objective(objective_name)
+    for key, value in values.items():
+        require_known(field, key, objective.params, f"a parameter of {objective_name!r}")
+        try:
+            check(objective.params[key], value)
+        except ValueError as exc:
+            raise ValueError(f"{field}.{key}: {exc}") from None
 
 
 class _Strict(BaseModel):
@@ -129,14 +149,7 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _params_known(self) -> TrainingConfig:
-        objective = get_objective(self.objective)
-        for key, value in self.params.items():
-            if key not in objective.params:
-                raise ValueError(f"params.{key}: not a parameter of {self.objective!r} ({', '.join(objective.params)})")
-            try:
-                check_value(objective.params[key], value)
-            except ValueError as exc:
-                raise ValueError(f"params.{key}: {exc}") from None
+        check_parameters("params", self.objective, self.params, check_value)
         return self
 
 
@@ -157,16 +170,8 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
+        check_parameters("search_space", self.objective, self.search_space, check_entry)
         objective = get_objective(self.objective)
-        for key, entry in self.search_space.items():
-            if key not in objective.params:
-                raise ValueError(
-                    f"search_space.{key}: not a parameter of {self.objective!r} ({', '.join(objective.params)})"
-                )
-            try:
-                check_entry(objective.params[key], entry)
-            except ValueError as exc:
-                raise ValueError(f"search_space.{key}: {exc}") from None
         defaults = {k: _ENTRY.validate_python(v) for k, v in objective.default_search_space().items()}
         self.search_space = {**defaults, **self.search_space}
         if self.sampler.name == "grid":
@@ -182,8 +187,7 @@ class StudySpec(_Strict):
     def _check_enqueued(self, index: int, config: dict[str, Any]) -> None:
         searched = self.searched()
         for key, value in config.items():
-            if key not in searched:
-                raise ValueError(f"enqueue[{index}].{key}: not a searched parameter ({', '.join(searched)})")
+            require_known(f"enqueue[{index}]", key, searched, "a searched parameter")
             if not contains(searched[key], value):
                 raise ValueError(f"enqueue[{index}].{key}: {value!r} lies outside the search space")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from cli.local_api import free_port
 from tests.conftest import DATA_ROOT
 
 TOKEN = "cli-test-token"
@@ -24,13 +24,6 @@ class LiveApi:
 
     url: str
     env: dict[str, str]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:

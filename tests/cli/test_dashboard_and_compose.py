@@ -12,7 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.cli.conftest import free_port, wait_until_up
+from cli.local_api import free_port
+from tests.cli.conftest import wait_until_up
 from tests.conftest import REPO, make_spec
 
 pytestmark = pytest.mark.slow
