@@ -1,7 +1,7 @@
 """Coordination overhead: trials/s through the project's worker loop vs a plain Optuna loop.
 
 A zero-cost objective reports 3 intermediate values. The project's side runs the real worker
-loop (worker.loop.Child) with everything on: study survey, the study lock and budget check,
+loop (worker.slot_loop.SlotLoop) with everything on: study survey, the study lock and budget check,
 heartbeats, user attributes, checkpoint bookkeeping; only training is replaced. The plain
 side runs `study.optimize` with no callbacks and no heartbeat. Both use the random sampler on
 the same PostgreSQL server in the same run, with 1, 4 and 8 processes, on an empty study and
@@ -52,12 +52,14 @@ def project_process(url: str, ready: Any, start: Any, results: Any) -> None:
     get_settings.cache_clear()  # read the URL just set, whatever was imported before
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    import worker.loop as loop
+    import worker.slot_loop as slot_loop
+    from service.database import Database
     from worker.objective import TrialObjective
+    from worker.slots import SlotConfig, TrialQuota
 
     asked: list[float] = []
     latencies: list[float] = []
-    real_claim = loop.claim_trial
+    real_claim = slot_loop.claim_trial
 
     def timed_claim(*args: Any, **kwargs: Any) -> Any:
         asked.append(time.perf_counter())
@@ -72,13 +74,16 @@ def project_process(url: str, ready: Any, start: Any, results: Any) -> None:
             latencies.append(time.perf_counter() - asked[-1])
             return super().__call__(trial)
 
-    loop.claim_trial = timed_claim
-    slot = loop.SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
-    child = loop.Child(slot, threading.Event(), None, None, "cpu")
-    child.objective_class = ZeroCost
+    slot_loop.claim_trial = timed_claim
+    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
+    settings = get_settings()
+    database = Database.from_settings(settings, ping_on_checkout=False)  # as worker.child_process builds it
+    loop = slot_loop.SlotLoop(slot, database, settings, threading.Event(), TrialQuota(None, None), "cpu")
+    loop.objective_class = ZeroCost
     ready.put(os.getpid())
     start.wait()
-    child.run()
+    loop.run()
+    database.dispose()
     results.put(latencies)
 
 
@@ -113,9 +118,8 @@ def template_database(server: str, existing: int, trials: int) -> str:
     Every run copies it (CREATE DATABASE ... TEMPLATE), so every run of both sides starts from
     the same state, and the slow prefill happens once per size.
     """
-    from service.database import dispose_engines
+    from service.database import Database
     from service.spec import StudySpec
-    from service.storage import forget_storages
     from service.studies import create_study
 
     name = create_database(server)
@@ -129,10 +133,11 @@ def template_database(server: str, existing: int, trials: int) -> str:
         "pruner": {"name": "none"},
         "search_space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}, "batch_size": 128},
     }
-    create_study(url=url, spec=StudySpec.model_validate(spec))  # the plain side uses the same Optuna study
+    database = Database(url)
+    with database.sessions() as session:  # the plain side uses the same Optuna study
+        create_study(session=session, storage=database.storage, spec=StudySpec.model_validate(spec))
+    database.dispose()  # a template must have no open connections
     prefill(url, STUDY, existing)
-    forget_storages()  # a template must have no open connections
-    dispose_engines()
     return name
 
 

@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from datetime import datetime
@@ -68,21 +66,15 @@ def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> d
 
 
 def start_api(url: str) -> tuple[str, Any]:
-    """`hpo serve`'s app in a thread on a free port; returns its base URL and server."""
-    import uvicorn
+    """`hpo serve`'s app on ``url`` in a thread on a free port; returns its base URL and server."""
+    from cli.local_api import free_port, serve_in_thread
 
     os.environ["HPO_DATABASE_URL"] = url
     from service.settings import get_settings
 
     get_settings.cache_clear()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config("service.api:create_app", factory=True, port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.1)
-    return f"http://127.0.0.1:{port}", server
+    port = free_port()
+    return f"http://127.0.0.1:{port}", serve_in_thread(port)
 
 
 def epochs_until(trials: list[optuna.trial.FrozenTrial], target: float) -> tuple[int | None, float | None]:
@@ -150,9 +142,10 @@ def run_service(
         stderr=subprocess.DEVNULL,
     )
     started = time.time()
-    from service.storage import get_storage
+    from service.database import Database
 
-    storage = get_storage(url)
+    database = Database(url)
+    storage = database.storage
     reached_at = None
     while worker.poll() is None:
         time.sleep(1.0)
@@ -165,6 +158,7 @@ def run_service(
     trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
     needed, when = epochs_until(trials, target)
     server.should_exit = True
+    database.dispose()
     return {
         "epochs_needed": needed,
         "seconds_needed": (when - started) if when else None,

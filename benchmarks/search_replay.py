@@ -8,12 +8,12 @@ distribution. This benchmark measures the distribution, and its ceiling:
    4 batch sizes x 6 augmentation strengths, E epochs each, one thread per process as a worker
    trains. It is cached in benchmarks/results/curves/ (delete a file to record it again).
 3. Each search is replayed many times: two simulated workers run Optuna in memory (the same
-   per-trial sampler rebuild as worker.loop); a trial's curve comes from the table and each epoch
+   per-trial sampler rebuild as worker.slot_loop); a trial's curve comes from the table and each epoch
    takes the time that config took. A config takes the curve of a random table cell next to it,
    fixed per config, so every distinct config is a fresh draw of the training noise, as in a
    real run, where nearby configs' final accuracies differ by a few points.
 
-Searches: the service's defaults (built by service.storage from a spec), random search with the
+Searches: the service's defaults (built by service.search_strategy from a spec), random search with the
 default pruner, and two informed bounds that no real search has: random search told the grid
 best's batch size, and random search told the grid best's neighbourhood.
 
@@ -42,8 +42,8 @@ from benchmarks.common import RESULTS, data_dir, save, table
 from benchmarks.search_efficiency import run_grid, setting
 from objectives.data import load_dataset
 from objectives.train import train
+from service.search_strategy import build_pruner, build_sampler, trial_seed
 from service.spec import StudySpec
-from service.storage import build_pruner, build_sampler, trial_seed
 
 LRS = [float(10**x) for x in np.linspace(-4, -1, 13)]
 BATCHES = [32, 64, 128, 256]  # search_efficiency's SPACE
@@ -113,7 +113,7 @@ def replay(cells: dict[Cell, dict[str, Any]], search: Search, recorded: dict[str
 
     def start(now: float) -> None:
         nonlocal slots
-        study.sampler = sampler_for(slots)  # rebuilt per trial, as worker.loop does
+        study.sampler = sampler_for(slots)  # rebuilt per trial, as worker.slot_loop does
         slots += 1
         trial = study.ask()
         run = lookup(

@@ -29,11 +29,15 @@ def add_parsers(subparsers: Any) -> None:
 
 def run_migrate(_args: argparse.Namespace) -> int:
     """Bring both schemas to head."""
+    from service.database import Database
     from service.migrate import current_revision, migrate
 
-    url = get_settings().database_url
-    migrate(url)
-    print(f"migrated: hpo schema at {current_revision(url)}, Optuna schema at head")
+    database = Database.from_settings(get_settings())
+    try:
+        migrate(database)
+        print(f"migrated: hpo schema at {current_revision(database)}, Optuna schema at head")
+    finally:
+        database.dispose()
     return 0
 
 
@@ -54,7 +58,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     """Serve optuna-dashboard on HPO_DATABASE_URL until interrupted."""
     import optuna_dashboard
 
-    from service.storage import get_storage
+    from service.database import Database
 
-    optuna_dashboard.run_server(get_storage(get_settings().database_url), host=args.host, port=args.port)
+    optuna_dashboard.run_server(Database.from_settings(get_settings()).storage, host=args.host, port=args.port)
     return 0

@@ -12,7 +12,8 @@ export HPO_DATA_DIR=${HPO_DATA_DIR:-$PWD/data} HPO_CACHE_DIR="$work/cache"
 "$bin/python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('gpu:', torch.cuda.get_device_name(0))"
 "$bin/hpo" migrate
 "$bin/python" - <<'PY'
-import os
+from service.database import Database
+from service.settings import get_settings
 from service.spec import StudySpec
 from service.studies import create_study
 spec = StudySpec.model_validate({
@@ -20,7 +21,9 @@ spec = StudySpec.model_validate({
     "search_space": {"lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True},
                      "batch_size": {"type": "categorical", "choices": [256, 512]}, "width": 1.0},
     "epochs": 8, "max_trials": 4, "pruner": {"name": "none"}, "sampler": {"name": "random", "seed": 0}})
-create_study(url=os.environ["HPO_DATABASE_URL"], spec=spec)
+database = Database.from_settings(get_settings())
+with database.sessions() as session:
+    create_study(session=session, storage=database.storage, spec=spec)
 PY
 time "$bin/worker" --gpus 0 --trials-per-gpu 2 --study gpu-smoke --burst
 "$bin/python" - <<'PY'

@@ -1,71 +1,88 @@
-"""Engines and the one session context manager everybody uses."""
+"""The one handle on the database: its engine (one connection pool), sessions, and Optuna's storage.
+
+Build it once per process from the settings (``Database.from_settings``) and pass it to whatever
+needs the database: the API keeps it on ``app.state``, a worker slot holds its own.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-
-class StudyExistsError(Exception):
-    """A study of that name exists already."""
-
-
-def normalise_url(url: str) -> str:
-    """Make a libpq-style ``postgresql://`` URL explicit about its driver."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
+from service.optuna_storage import ResilientRDBStorage, build_storage
+from service.settings import Settings
 
 
-_PING_ON_CHECKOUT = [True]  # see skip_connection_pings
+@dataclass(frozen=True)
+class Heartbeat:
+    """How often a running trial beats, and how long without a beat before it counts as stale (seconds)."""
+
+    interval: int
+    grace: int
 
 
-def engine_kwargs(url: str) -> dict[str, Any]:
-    """Engine options shared by our engine and Optuna's: survive database restarts."""
+class Database:
+    """An engine on ``url``, a session factory on it, and Optuna's storage sharing its connection pool.
+
+    ``ping_on_checkout`` tests each pooled connection before handing it out: a round trip per
+    transaction that makes the first request after a database restart succeed. The API keeps
+    it; worker slots turn it off, because every database call on their path is retried anyway
+    (service.db_retry) and SQLAlchemy drops the whole pool at the first disconnect it sees.
+    """
+
+    def __init__(self, url: str, *, heartbeat: Heartbeat | None = None, ping_on_checkout: bool = True) -> None:
+        self.url = url
+        self.engine = create_engine(url, **engine_options(url, ping_on_checkout=ping_on_checkout))
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.heartbeat = heartbeat
+        self._storage: ResilientRDBStorage | None = None
+        self._storage_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, ping_on_checkout: bool = True) -> Database:
+        """The database HPO_DATABASE_URL names, with trials beating as HPO_HEARTBEAT_* say."""
+        heartbeat = Heartbeat(settings.heartbeat_interval, settings.heartbeat_grace)
+        return cls(settings.database_url, heartbeat=heartbeat, ping_on_checkout=ping_on_checkout)
+
+    @property
+    def storage(self) -> ResilientRDBStorage:
+        """Optuna's storage on this database, built at first use (it needs the migrated schema)."""
+        with self._storage_lock:
+            if self._storage is None:
+                beat = self.heartbeat
+                interval, grace = (beat.interval, beat.grace) if beat else (None, None)
+                self._storage = build_storage(self.engine, interval, grace)
+            return self._storage
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back if it raises."""
+        with self.sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        """Close every pooled connection (at shutdown, and between tests)."""
+        self.engine.dispose()
+
+
+def engine_options(url: str, *, ping_on_checkout: bool = True) -> dict[str, Any]:
+    """Engine options that survive database restarts (PostgreSQL) and lock waits (SQLite)."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60, "check_same_thread": False}}
-    return {"pool_pre_ping": _PING_ON_CHECKOUT[0], "pool_recycle": 300, "pool_size": 5, "max_overflow": 5}
-
-
-def skip_connection_pings() -> None:
-    """Do not ping pooled connections at checkout in engines this process makes from now on.
-
-    The ping costs a round trip per transaction, and a trial makes about ten. Worker children
-    skip it: every database call on their path is retried when a connection turns out dead
-    (service.resilient, worker.loop), and SQLAlchemy drops the whole pool at the first
-    disconnect it sees, so after a database restart one call fails and its retry succeeds.
-    The API keeps the ping, so no request fails after a restart.
-    """
-    _PING_ON_CHECKOUT[0] = False
-
-
-_ENGINES: dict[str, Engine] = {}
-
-
-def get_engine(url: str) -> Engine:
-    """One engine per database URL per process."""
-    url = normalise_url(url)
-    if url not in _ENGINES:
-        engine = create_engine(url, **engine_kwargs(url))
-        if url.startswith("sqlite"):
-            event.listen(engine, "connect", _sqlite_pragmas)
-        _ENGINES[url] = engine
-    return _ENGINES[url]
-
-
-def dispose_engines() -> None:
-    """Close every pooled connection and forget the engines (tests, and after a fork)."""
-    engines = list(_ENGINES.values())  # a snapshot: another thread may be adding one
-    _ENGINES.clear()
-    for engine in engines:
-        engine.dispose()
+    return {"pool_pre_ping": ping_on_checkout, "pool_recycle": 300, "pool_size": 5, "max_overflow": 5}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -73,22 +90,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.close()
-
-
-@contextmanager
-def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits on success, rolls back on error, and maps unique-name clashes."""
-    session = sessionmaker(get_engine(url), expire_on_commit=False)()
-    try:
-        yield session
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        if "hpo_studies" in str(exc) or "unique" in str(exc).lower():
-            raise StudyExistsError("a study with that name exists already") from exc
-        raise
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()

@@ -10,10 +10,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock
-from optuna.storages import RDBStorage
 from sqlalchemy import Engine, text
 
-from service.database import engine_kwargs, get_engine, normalise_url
+from service.database import Database, engine_options
+from service.optuna_internals import upgrade_optuna_schema
 
 ALEMBIC_INI_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "alembic.ini",  # a checkout (editable install)
@@ -22,30 +22,24 @@ ALEMBIC_INI_CANDIDATES = (
 LOCK_KEY = 0x68706F  # "hpo": the advisory-lock key that serialises migrations on PostgreSQL
 
 
-def migrate(url: str) -> None:
+def migrate(db: Database) -> None:
     """Create or upgrade both schemas. Safe to run twice, or from several processes at once."""
-    url = normalise_url(url)
-    engine = get_engine(url)
-    with _migration_lock(engine):
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_compatibility_check=True)
-        if storage.get_current_version() != storage.get_head_version():
-            storage.upgrade()
-        storage.engine.dispose()  # migrations are one-off: keep no pooled connections
-        _alembic("upgrade", engine, "head")
+    with _migration_lock(db.engine):
+        upgrade_optuna_schema(db.url, engine_options(db.url))
+        _alembic("upgrade", db.engine, "head")
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(db: Database, revision: str) -> None:
     """Downgrade our hpo_* tables to ``revision`` (``base`` drops them); Optuna's stay."""
-    engine = get_engine(normalise_url(url))
-    with _migration_lock(engine):
-        _alembic("downgrade", engine, revision)
+    with _migration_lock(db.engine):
+        _alembic("downgrade", db.engine, revision)
 
 
-def current_revision(url: str) -> str | None:
+def current_revision(db: Database) -> str | None:
     """The hpo_* schema revision recorded in hpo_alembic_version, or None before the first migrate."""
     from alembic.runtime.migration import MigrationContext
 
-    with get_engine(normalise_url(url)).connect() as connection:
+    with db.engine.connect() as connection:
         return MigrationContext.configure(
             connection, opts={"version_table": "hpo_alembic_version"}
         ).get_current_revision()

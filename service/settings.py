@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     heartbeat_interval: int = Field(default=10, ge=1)  # seconds between a running trial's heartbeats
     heartbeat_grace: int = Field(default=60, ge=2)  # seconds without a beat before a trial counts as stale
     stale_check_interval: float = Field(default=15.0, gt=0)  # how often the API sweeps for stale trials
+
+    @field_validator("database_url")
+    @classmethod
+    def _explicit_driver(cls, url: str) -> str:
+        """A libpq-style ``postgres://`` or ``postgresql://`` URL names its driver: psycopg2."""
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg2://" + url.removeprefix(prefix)
+        return url
 
 
 @lru_cache

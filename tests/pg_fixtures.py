@@ -1,5 +1,6 @@
 """Database fixtures: a fresh PostgreSQL database per test (cloned from a migrated template)
-and a fresh SQLite file, each migrated to head. `make test` sets HPO_TEST_PG_URL."""
+and a fresh SQLite file, each migrated to head, and a Database handle on it. `make test` sets
+HPO_TEST_PG_URL."""
 
 from __future__ import annotations
 
@@ -11,15 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
+from service.database import Database
+
 PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _forget_connections() -> None:
-    from service.database import dispose_engines
-    from service.storage import forget_storages
-
-    forget_storages()
-    dispose_engines()
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +42,11 @@ def _database_url(admin: Engine, name: str) -> str:
 @pytest.fixture(scope="session")
 def pg_template(pg_admin: Engine) -> Iterator[str]:
     """A database migrated once per session, cloned for each test."""
-    from service.migrate import migrate
-
     name = f"hpo_template_{os.getpid()}"
     with pg_admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    migrate(_database_url(pg_admin, name))
-    _forget_connections()
+    _migrate(_database_url(pg_admin, name))  # a template must have no open connection: this one closes its own
     yield name
     with pg_admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -72,26 +64,51 @@ def pg_url(pg_admin: Engine, pg_template: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("HPO_DATABASE_URL", url)
     get_settings.cache_clear()
     yield url
-    _forget_connections()
     with pg_admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
-def sqlite_url(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def sqlite_url(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh, migrated SQLite database file; HPO_DATABASE_URL points at it."""
-    from service.migrate import migrate
     from service.settings import get_settings
 
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    migrate(url)
+    _migrate(url)
     monkeypatch.setenv("HPO_DATABASE_URL", url)
     get_settings.cache_clear()
-    yield url
-    _forget_connections()
+    return url
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on a fresh PostgreSQL database and on a fresh SQLite file."""
     return request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A Database on ``db_url``, built from the settings as every process builds it."""
+    yield from _database()
+
+
+@pytest.fixture
+def pg_db(pg_url: str) -> Iterator[Database]:
+    """A Database on ``pg_url``, built from the settings as every process builds it."""
+    yield from _database()
+
+
+def _database() -> Iterator[Database]:
+    from service.settings import get_settings
+
+    database = Database.from_settings(get_settings())  # HPO_DATABASE_URL: the url fixture's database
+    yield database
+    database.dispose()
+
+
+def _migrate(url: str) -> None:
+    from service.migrate import migrate
+
+    database = Database(url)
+    migrate(database)
+    database.dispose()

@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 
-from worker.loop import SlotConfig
+from worker.slots import plan_slots
 from worker.supervisor import Supervisor
 
 
@@ -29,38 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain", action="store_true", help="plain log lines even on a terminal (default there: a bar per slot)"
     )
     return parser
-
-
-def plan_slots(args: argparse.Namespace, gpu_count: int, cpu_count: int) -> list[SlotConfig]:
-    """One SlotConfig per child; ValueError with a clear message for impossible requests."""
-    if args.trials_per_gpu < 1:
-        raise ValueError("--trials-per-gpu must be at least 1")
-    if args.max_trials is not None and args.max_trials < 1:
-        raise ValueError("--max-trials must be at least 1")
-    choice = args.gpus or ("all" if gpu_count else "cpu")
-    common = {"study": args.study, "burst": args.burst, "poll_seconds": args.poll}
-    if choice == "cpu":
-        threads = max(1, cpu_count // args.trials_per_gpu)
-        return [
-            SlotConfig(index=i, device="cpu", cuda_visible="", threads=threads, **common)
-            for i in range(args.trials_per_gpu)
-        ]
-    if gpu_count == 0:
-        raise ValueError(f"--gpus {choice}: no CUDA device is visible here; use --gpus cpu")
-    if choice == "all":
-        gpus = list(range(gpu_count))
-    else:
-        try:
-            gpus = [int(g) for g in choice.split(",")]
-        except ValueError:
-            raise ValueError(f"--gpus takes indices like 0,1, 'all' or 'cpu', not {choice!r}") from None
-        bad = [g for g in gpus if not 0 <= g < gpu_count]
-        if bad:
-            raise ValueError(f"--gpus: no GPU {bad[0]} here (visible: 0..{gpu_count - 1})")
-    return [
-        SlotConfig(index=i, device="cuda", cuda_visible=str(gpu), threads=None, **common)
-        for i, gpu in enumerate(g for g in gpus for _ in range(args.trials_per_gpu))
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from objectives.checkpoint import checkpoint_epoch
 from objectives.data import load_dataset
 from objectives.train import train
-from service.resilient import ResilientRDBStorage
+from service.optuna_internals import trial_id
+from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
-from service.storage import retry_callback
 from worker.progress import progress_extra
 
 log = logging.getLogger("hpo.worker")
@@ -62,7 +62,7 @@ class TrialObjective:
         if resume_epoch is not None:
             attrs["resumed_from_epoch"] = resume_epoch
         # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
-        self.storage.set_user_attrs_on_finish(trial._trial_id, attrs)
+        self.storage.set_user_attrs_on_finish(trial_id(trial), attrs)
         log.info(
             "trial %s of %s: start%s %s",
             trial.number,
@@ -98,7 +98,7 @@ class TrialObjective:
             ),
         )
         # val/test accuracy, epochs, seconds, ...: committed together with the COMPLETE state
-        self.storage.set_user_attrs_on_finish(trial._trial_id, {"metrics": result.as_dict()})
+        self.storage.set_user_attrs_on_finish(trial_id(trial), {"metrics": result.as_dict()})
         log.info(
             "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
             trial.number,
@@ -143,12 +143,10 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 def hand_back(study: optuna.Study, trial_number: int) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
-    retry_callback()(study, frozen)
+    stale_trial_retry()(study, frozen)
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:
     """The number of the lineage's first trial if ``trial`` is a retry, else None."""
-    # Optuna's Trial exposes no system attributes; read them from the storage (trial._trial_id is
-    # the only handle to it). RetryHeartbeatStaleTrialCallback keeps the first number in "failed_trial".
-    frozen = trial.storage.get_trial(trial._trial_id)
-    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    # Optuna's Trial exposes no system attributes, where the retry mark is kept: read the trial back.
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial.storage.get_trial(trial_id(trial)))

@@ -9,8 +9,9 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from worker.loop import SlotConfig, child_main
+from worker.child_process import child_main
 from worker.progress import terminal_progress
+from worker.slots import SlotConfig, TrialQuota
 
 log = logging.getLogger("hpo.worker")
 RESTART_BACKOFF = (1, 2, 5, 10, 30)  # seconds before restarting a child that keeps dying
@@ -26,9 +27,8 @@ class Supervisor:
     def __init__(self, slots: list[SlotConfig], max_trials: int | None, bars: bool = False) -> None:
         self.slots = slots
         self.bars = bars  # a progress bar per slot (on a terminal); else plain log lines
-        self.max_trials = max_trials
         self.context = mp.get_context("spawn")  # never fork: CUDA must not be initialised in a parent
-        self.started: Any = self.context.Value("i", 0) if max_trials is not None else None
+        self.quota = TrialQuota(self.context, max_trials)  # --max-trials, shared by the children
         self.procs: dict[int, BaseProcess] = {}
         self.crashes: dict[int, int] = {}
         self.shutdown = False
@@ -58,7 +58,7 @@ class Supervisor:
     def _start(self, slot: SlotConfig) -> None:
         proc = self.context.Process(
             target=child_main,
-            args=(slot, self.started, self.max_trials, self.log_queue),
+            args=(slot, self.quota, self.log_queue),
             name=f"hpo-worker-{slot.index}",
         )
         proc.start()

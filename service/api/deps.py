@@ -1,25 +1,45 @@
-"""Dependencies of the routes: settings, the database URL, and the bearer-token check."""
+"""Dependencies of the routes: settings, the database, a session, Optuna's storage, the token check."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from optuna.storages import BaseStorage
+from sqlalchemy.orm import Session
 
+from service.database import Database
 from service.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False, description="required when HPO_API_TOKEN is set")
 
 
-def database_url(settings: SettingsDep) -> str:
-    """The database every route works on."""
-    return settings.database_url
+def get_database(request: Request) -> Database:
+    """The app's Database, built when it started (service.api.app)."""
+    database: Database = request.app.state.database
+    return database
 
 
-UrlDep = Annotated[str, Depends(database_url)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_session(database: DatabaseDep) -> Iterator[Session]:
+    """A session for one request; data functions commit what they write, the rest is rolled back."""
+    with database.sessions() as session:
+        yield session
+
+
+def get_storage(database: DatabaseDep) -> BaseStorage:
+    """Optuna's storage on the app's database."""
+    return database.storage
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+StorageDep = Annotated[BaseStorage, Depends(get_storage)]
 
 
 def require_token(

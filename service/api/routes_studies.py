@@ -1,15 +1,17 @@
-"""Routes under /studies. Each one calls a data function in service.studies."""
+"""Routes under /studies. Each one calls a data function in service.studies.
+
+Plain ``def`` routes: FastAPI runs them in its thread pool, so blocking database calls are fine.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
-from fastapi.concurrency import run_in_threadpool
 
 from service import studies
-from service.api.deps import UrlDep, require_token
+from service.api.deps import SessionDep, StorageDep, require_token
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage
 from service.spec import StudySpec
 
@@ -24,32 +26,33 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study of 
     response_model=StudyOut,
     responses={409: {"description": "name taken"}, 422: {"description": "invalid spec; nothing written"}},
 )
-async def create_study(spec: StudySpec, url: UrlDep) -> StudyOut:
+def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> StudyOut:
     """Start a search. The spec is validated in full before anything is written."""
-    return StudyOut.from_view(await run_in_threadpool(studies.create_study, url=url, spec=spec))
+    return StudyOut.from_view(studies.create_study(session=session, storage=storage, spec=spec))
 
 
 @router.get("", response_model=list[StudyOut])
-async def list_studies(url: UrlDep) -> list[StudyOut]:
+def list_studies(session: SessionDep) -> list[StudyOut]:
     """Every study with its status and progress, newest first."""
-    return [StudyOut.from_view(v) for v in await run_in_threadpool(studies.list_studies, url=url)]
+    return [StudyOut.from_view(view) for view in studies.list_studies(session=session)]
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)
-async def get_study(name: str, url: UrlDep) -> StudyOut:
+def get_study(name: str, session: SessionDep) -> StudyOut:
     """One study: spec, status, budget, counts by trial state, best value."""
-    return StudyOut.from_view(await run_in_threadpool(studies.get_study, url=url, name=name))
+    return StudyOut.from_view(studies.get_study(session=session, name=name))
 
 
 @router.get("/{name}/trials", response_model=TrialPage, responses=NOT_FOUND)
-async def list_trials(
+def list_trials(
     name: str,
-    url: UrlDep,
+    session: SessionDep,
+    storage: StorageDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TrialPage:
     """A page of trials by number, with per-epoch validation accuracy."""
-    total, page = await run_in_threadpool(studies.list_trials, url=url, name=name, offset=offset, limit=limit)
+    total, page = studies.list_trials(session=session, storage=storage, name=name, offset=offset, limit=limit)
     return TrialPage(
         total=total, offset=offset, limit=limit, trials=[TrialOut(**studies.trial_as_dict(t)) for t in page]
     )
@@ -58,14 +61,14 @@ async def list_trials(
 @router.get(
     "/{name}/best", response_model=BestOut, responses={**NOT_FOUND, 409: {"description": "no trial has completed yet"}}
 )
-async def best(name: str, url: UrlDep) -> BestOut:
+def best(name: str, session: SessionDep, storage: StorageDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
-    return BestOut(**await run_in_threadpool(studies.best_trial, url=url, name=name))
+    return BestOut(**studies.best_trial(session=session, storage=storage, name=name))
 
 
-def _status_route(action: str) -> Callable[[str, str], Awaitable[StudyOut]]:
-    async def change(name: str, url: UrlDep) -> StudyOut:
-        return StudyOut.from_view(await run_in_threadpool(studies.change_status, url=url, name=name, action=action))
+def _status_route(action: str) -> Callable[[str, SessionDep], StudyOut]:
+    def change(name: str, session: SessionDep) -> StudyOut:
+        return StudyOut.from_view(studies.change_status(session=session, name=name, action=action))
 
     change.__doc__ = {
         "pause": "Stop handing out new trials; running ones finish.",
@@ -87,6 +90,6 @@ for _action in studies.TRANSITIONS:
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_study(name: str, url: UrlDep) -> None:
+def delete_study(name: str, session: SessionDep, storage: StorageDep) -> None:
     """Remove the study, its Optuna study and all its trials."""
-    await run_in_threadpool(studies.delete_study, url=url, name=name)
+    studies.delete_study(session=session, storage=storage, name=name)

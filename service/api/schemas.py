@@ -41,7 +41,7 @@ class StudyOut(BaseModel):
             finished=progress.finished,
             slots_taken=progress.slots_taken,
             counts=progress.counts,
-            best_value=view.best_value,
+            best_value=progress.best_value,
             dashboard_url=f"{base}/dashboard/studies/{view.optuna_id}" if view.optuna_id is not None else None,
             created_at=record.created_at,
             updated_at=record.updated_at,

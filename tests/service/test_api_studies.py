@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from sqlalchemy import event
 
-from service.storage import get_storage
+from service.database import Database
 from tests.conftest import make_spec
 
 
-def _optuna_names(url: str) -> list[str]:
-    return optuna.get_all_study_names(storage=get_storage(url))
+def _optuna_names(db: Database) -> list[str]:
+    return optuna.get_all_study_names(storage=db.storage)
 
 
-def test_create_then_get_and_list(api, db_url):
+def test_create_then_get_and_list(api, db):
     created = api.post("/studies", json=make_spec(enqueue=[{"lr": 0.001, "batch_size": 128, "aug_strength": 0.5}]))
     assert created.status_code == 201, created.text
     body = created.json()
@@ -25,7 +26,7 @@ def test_create_then_get_and_list(api, db_url):
     assert body["spec"]["search_space"]["width"] == 0.125
     assert api.get("/studies/cifar-search").json()["name"] == "cifar-search"
     assert [s["name"] for s in api.get("/studies").json()] == ["cifar-search"]
-    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
     assert study.user_attrs["hpo_spec"]["max_trials"] == 4  # mirrored for optuna-dashboard
 
 
@@ -44,13 +45,13 @@ def test_defaults_fill_the_search_space(api):
     assert body["spec"]["sampler"]["name"] == "tpe" and body["spec"]["pruner"]["name"] == "hyperband"
 
 
-def test_duplicate_name_is_409_and_keeps_the_first(api, db_url):
+def test_duplicate_name_is_409_and_keeps_the_first(api, db):
     assert api.post("/studies", json=make_spec(max_trials=4)).status_code == 201
     again = api.post("/studies", json=make_spec(max_trials=9))
     assert again.status_code == 409
     assert "exists" in again.json()["detail"]
     assert api.get("/studies/cifar-search").json()["max_trials"] == 4
-    assert _optuna_names(db_url) == ["cifar-search"]
+    assert _optuna_names(db) == ["cifar-search"]
 
 
 INVALID = {
@@ -84,13 +85,13 @@ INVALID = {
 
 
 @pytest.mark.parametrize("change", INVALID.values(), ids=INVALID.keys())
-def test_invalid_spec_is_422_and_writes_nothing(api, db_url, change):
+def test_invalid_spec_is_422_and_writes_nothing(api, db, change):
     overrides, message = change
     answer = api.post("/studies", json=make_spec(**overrides))
     assert answer.status_code == 422, answer.text
     assert message in answer.text
     assert api.get("/studies").json() == []
-    assert _optuna_names(db_url) == []
+    assert _optuna_names(db) == []
 
 
 def test_symlink_out_of_data_dir_is_422(api, tmp_path, monkeypatch):
@@ -128,16 +129,16 @@ def test_pause_resume_stop_transitions(api):
     assert api.post("/studies/cifar-search/resume").json()["status"] == "running"
 
 
-def test_best_is_409_before_any_completed_trial_then_returns_the_config(api, db_url):
+def test_best_is_409_before_any_completed_trial_then_returns_the_config(api, db):
     api.post("/studies", json=make_spec())
     early = api.get("/studies/cifar-search/best")
     assert early.status_code == 409 and "no completed trial" in early.json()["detail"]
 
-    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
     for value in (0.31, 0.42):
         trial = study.ask()
         trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        trial.set_user_attr("test_accuracy", value - 0.01)
+        trial.set_user_attr("metrics", {"test_accuracy": value - 0.01})
         study.tell(trial, value)
     best = api.get("/studies/cifar-search/best").json()
     assert best["trial_number"] == 1 and best["value"] == 0.42
@@ -149,9 +150,9 @@ def test_best_is_409_before_any_completed_trial_then_returns_the_config(api, db_
     assert status["best_value"] == 0.42 and status["counts"]["complete"] == 2 and status["finished"] == 2
 
 
-def test_trials_are_paginated_with_intermediate_values(api, db_url):
+def test_trials_are_paginated_with_intermediate_values(api, db):
     api.post("/studies", json=make_spec())
-    study = optuna.load_study(study_name="cifar-search", storage=get_storage(db_url))
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
     for i in range(5):
         trial = study.ask()
         trial.report(0.1 * i, step=1)
@@ -163,13 +164,33 @@ def test_trials_are_paginated_with_intermediate_values(api, db_url):
     assert api.get("/studies/cifar-search/trials", params={"limit": 0}).status_code == 422
 
 
-def test_delete_removes_study_and_optuna_study(api, db_url):
+def test_delete_removes_study_and_optuna_study(api, db):
     api.post("/studies", json=make_spec())
     assert api.delete("/studies/cifar-search").status_code == 204
     assert api.get("/studies/cifar-search").status_code == 404
-    assert _optuna_names(db_url) == []
+    assert _optuna_names(db) == []
     assert api.post("/studies", json=make_spec()).status_code == 201  # the name is free again
 
 
 def test_healthz(api):
     assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_listing_studies_costs_the_same_queries_for_one_study_as_for_six(api):
+    statements: list[str] = []
+    engine = api.app.state.database.engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def queries_to_list() -> int:
+        statements.clear()
+        assert api.get("/studies").status_code == 200
+        return len(statements)
+
+    api.post("/studies", json=make_spec("one"))
+    with_one = queries_to_list()
+    for i in range(5):
+        api.post("/studies", json=make_spec(f"more-{i}", enqueue=[{"lr": 0.001}]))
+    assert queries_to_list() == with_one
+    assert with_one <= 2, statements  # the studies with their trial counts: one SELECT (and its commit)
+    listed = {s["name"]: s for s in api.get("/studies").json()}
+    assert listed["more-3"]["counts"]["waiting"] == 1 and listed["one"]["counts"]["waiting"] == 0

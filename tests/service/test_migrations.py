@@ -7,8 +7,9 @@ import sys
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
+from service.database import Database
 from service.migrate import current_revision, downgrade, migrate
 
 OPTUNA_TABLES = {"alembic_version", "studies", "trials", "trial_values", "trial_heartbeats"}
@@ -17,24 +18,20 @@ OUR_TABLES = {"hpo_alembic_version", "hpo_studies"}
 
 @pytest.fixture
 def empty_pg(pg_admin):
-    """A brand-new PostgreSQL database without any table."""
+    """A Database on a brand-new PostgreSQL database without any table."""
     name = f"hpo_empty_{uuid.uuid4().hex[:10]}"
     with pg_admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield pg_admin.url.set(database=name).render_as_string(hide_password=False)
-    from service.database import dispose_engines
-
-    dispose_engines()
+    database = Database(pg_admin.url.set(database=name).render_as_string(hide_password=False))
+    yield database
+    database.dispose()
     with pg_admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def _tables(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+def _tables(db: Database) -> set[str]:
+    with db.engine.connect() as connection:
+        return set(inspect(connection).get_table_names())
 
 
 def test_migrate_creates_both_schemas_with_separate_version_tables(empty_pg):
@@ -42,10 +39,8 @@ def test_migrate_creates_both_schemas_with_separate_version_tables(empty_pg):
     tables = _tables(empty_pg)
     assert tables >= OPTUNA_TABLES | OUR_TABLES
     assert current_revision(empty_pg) == "0001_hpo_studies"
-    engine = create_engine(empty_pg)
-    with engine.connect() as connection:
+    with empty_pg.engine.connect() as connection:
         optuna_version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    engine.dispose()
     assert optuna_version.startswith("v")  # Optuna's own revision id, untouched by ours
 
 
@@ -56,9 +51,13 @@ def test_migrate_twice_is_a_no_op(empty_pg):
 
 
 def test_concurrent_migrations_both_succeed(empty_pg):
-    code = "import sys; from service.migrate import migrate; migrate(sys.argv[1])"
+    code = (
+        "import sys; from service.database import Database; from service.migrate import migrate; "
+        "migrate(Database(sys.argv[1]))"
+    )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, empty_pg], stderr=subprocess.PIPE, text=True) for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", code, empty_pg.url], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
     ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
@@ -78,7 +77,8 @@ def test_downgrade_and_upgrade_round_trip_leaves_optuna_alone(empty_pg):
 
 
 def test_sqlite_migrates_twice(tmp_path):
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    migrate(url)
-    migrate(url)
-    assert _tables(url) >= OPTUNA_TABLES | OUR_TABLES
+    database = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate(database)
+    migrate(database)
+    assert _tables(database) >= OPTUNA_TABLES | OUR_TABLES
+    database.dispose()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import optuna
 
+from service.database import Database
 from service.spec import StudySpec
-from service.storage import get_storage
-from service.studies import create_study, get_study
+from service.studies import StudyView, change_status, create_study, get_study
 from tests.conftest import DATA_ROOT, make_spec
 
 HEARTBEAT = {"HPO_HEARTBEAT_INTERVAL": "1", "HPO_HEARTBEAT_GRACE": "4"}
@@ -27,20 +27,27 @@ def quick_spec(name: str = "s", **overrides) -> StudySpec:
     return StudySpec.model_validate({**base, **overrides})
 
 
-def new_study(url: str, **overrides) -> StudySpec:
+def new_study(db: Database, **overrides) -> StudySpec:
     """Create a quick study through the data layer and return its spec."""
     spec = quick_spec(**overrides)
-    create_study(url=url, spec=spec)
+    with db.sessions() as session:
+        create_study(session=session, storage=db.storage, spec=spec)
     return spec
 
 
+def set_status(db: Database, name: str, action: str) -> None:
+    """Pause, resume or stop a study through the data layer."""
+    with db.sessions() as session:
+        change_status(session=session, name=name, action=action)
+
+
 def start_worker(
-    url: str, artifacts: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+    db: Database, artifacts: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen:
     """`worker --gpus cpu ...` in its own process group, with a fast heartbeat (``env`` overrides)."""
     env = {
         **os.environ,
-        "HPO_DATABASE_URL": url,
+        "HPO_DATABASE_URL": db.url,
         "HPO_DATA_DIR": str(DATA_ROOT),
         "HPO_ARTIFACT_DIR": str(artifacts),
         **HEARTBEAT,
@@ -73,22 +80,28 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> int:
     return proc.wait(timeout=timeout)
 
 
-def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+def trials(db: Database, name: str) -> list[optuna.trial.FrozenTrial]:
     """The study's trials, fresh from the database."""
-    return optuna.load_study(study_name=name, storage=get_storage(url)).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=db.storage).get_trials(deepcopy=False)
 
 
-def running_trial_past_epoch(url: str, name: str, epoch: int) -> optuna.trial.FrozenTrial | None:
+def running_trial_past_epoch(db: Database, name: str, epoch: int) -> optuna.trial.FrozenTrial | None:
     """A RUNNING trial that has reported at least ``epoch`` epochs, if any."""
-    for trial in trials(url, name):
+    for trial in trials(db, name):
         if trial.state == optuna.trial.TrialState.RUNNING and len(trial.intermediate_values) >= epoch:
             return trial
     return None
 
 
-def assert_exact_budget(url: str, name: str, max_trials: int) -> None:
+def study_view(db: Database, name: str) -> StudyView:
+    """The study's record and progress, fresh from the database."""
+    with db.sessions() as session:
+        return get_study(session=session, name=name)
+
+
+def assert_exact_budget(db: Database, name: str, max_trials: int) -> None:
     """The study ended with exactly max_trials finished and nothing running or waiting."""
-    view = get_study(url=url, name=name)
+    view = study_view(db, name)
     assert view.progress.finished == max_trials, view.progress
     assert view.progress.counts["running"] == 0 and view.progress.counts["waiting"] == 0, view.progress
     assert view.record.status == "completed"

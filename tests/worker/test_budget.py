@@ -10,32 +10,32 @@ from tests.worker.helpers import assert_exact_budget, finish, new_study, start_w
 pytestmark = pytest.mark.slow
 
 
-def test_four_worker_processes_finish_exactly_twenty_trials(pg_url, tmp_path):
-    new_study(pg_url, max_trials=20, epochs=2, pruner={"name": "none"}, sampler={"name": "random", "seed": 1})
+def test_four_worker_processes_finish_exactly_twenty_trials(pg_db, tmp_path):
+    new_study(pg_db, max_trials=20, epochs=2, pruner={"name": "none"}, sampler={"name": "random", "seed": 1})
     workers = [
-        start_worker(pg_url, tmp_path, "--trials-per-gpu", "2", "--burst", log=tmp_path / f"w{i}.log") for i in range(2)
+        start_worker(pg_db, tmp_path, "--trials-per-gpu", "2", "--burst", log=tmp_path / f"w{i}.log") for i in range(2)
     ]  # 2 workers x 2 slots = 4 worker processes
     assert [finish(w) for w in workers] == [0, 0]
-    assert_exact_budget(pg_url, "s", 20)
-    assert len(trials(pg_url, "s")) == 20
-    distinct = {tuple(sorted(t.params.items())) for t in trials(pg_url, "s")}
+    assert_exact_budget(pg_db, "s", 20)
+    assert len(trials(pg_db, "s")) == 20
+    distinct = {tuple(sorted(t.params.items())) for t in trials(pg_db, "s")}
     assert len(distinct) == 20  # seeded per slot: no two trials drew the same point
 
 
 @pytest.mark.parametrize("pruner", [{"name": "hyperband"}, {"name": "median", "n_startup_trials": 2}])
-def test_pruning_stops_weak_trials_early(pg_url, tmp_path, pruner):
+def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     epochs, budget = 4, 10
     new_study(
-        pg_url,
+        pg_db,
         max_trials=budget,
         epochs=epochs,
         pruner=pruner,
         sampler={"name": "random", "seed": 3},
         search_space={"lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True}, "width": 0.0625},
     )
-    assert finish(start_worker(pg_url, tmp_path, "--burst")) == 0
-    assert_exact_budget(pg_url, "s", budget)
-    done = trials(pg_url, "s")
+    assert finish(start_worker(pg_db, tmp_path, "--burst")) == 0
+    assert_exact_budget(pg_db, "s", budget)
+    done = trials(pg_db, "s")
     pruned = [t for t in done if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, "no trial was pruned"
     assert sum(len(t.intermediate_values) for t in done) < budget * epochs
@@ -48,16 +48,16 @@ def test_pruning_stops_weak_trials_early(pg_url, tmp_path, pruner):
         assert trial.user_attrs["config"]["params"]["lr"] == trial.params["lr"]
 
 
-def test_enqueued_configs_run_first_and_take_slots(pg_url, tmp_path):
+def test_enqueued_configs_run_first_and_take_slots(pg_db, tmp_path):
     warm = [{"lr": 0.001, "batch_size": 64, "aug_strength": 0.5}, {"lr": 0.01, "batch_size": 32, "aug_strength": 0.0}]
-    new_study(pg_url, max_trials=3, epochs=1, enqueue=warm, pruner={"name": "none"})
-    assert finish(start_worker(pg_url, tmp_path, "--burst")) == 0
-    assert_exact_budget(pg_url, "s", 3)
-    done = sorted(trials(pg_url, "s"), key=lambda t: t.number)
+    new_study(pg_db, max_trials=3, epochs=1, enqueue=warm, pruner={"name": "none"})
+    assert finish(start_worker(pg_db, tmp_path, "--burst")) == 0
+    assert_exact_budget(pg_db, "s", 3)
+    done = sorted(trials(pg_db, "s"), key=lambda t: t.number)
     assert [t.params for t in done[:2]] == warm
 
 
-def test_max_trials_caps_one_worker(pg_url, tmp_path):
-    new_study(pg_url, max_trials=10, epochs=1, pruner={"name": "none"})
-    assert finish(start_worker(pg_url, tmp_path, "--trials-per-gpu", "2", "--max-trials", "3")) == 0
-    assert len(trials(pg_url, "s")) == 3
+def test_max_trials_caps_one_worker(pg_db, tmp_path):
+    new_study(pg_db, max_trials=10, epochs=1, pruner={"name": "none"})
+    assert finish(start_worker(pg_db, tmp_path, "--trials-per-gpu", "2", "--max-trials", "3")) == 0
+    assert len(trials(pg_db, "s")) == 3

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from cli.local_api import free_port
+from service.database import Database, Heartbeat
 from service.migrate import migrate
 from tests.worker.helpers import (
     assert_exact_budget,
@@ -37,9 +38,7 @@ class Cluster:
 
     def __init__(self, bin_dir: Path, root: Path) -> None:
         self.bin_dir, self.root = bin_dir, root
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.run_as:
             shutil.chown(root, "postgres")
@@ -78,11 +77,6 @@ def cluster() -> Iterator[Cluster]:
     cluster = Cluster(Path(found[-1]).parent, root)
     cluster.pg_ctl("start")
     yield cluster
-    from service.database import dispose_engines
-    from service.storage import forget_storages
-
-    forget_storages()
-    dispose_engines()
     subprocess.run(
         [*cluster.run_as, str(cluster.bin_dir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
         capture_output=True,
@@ -97,28 +91,25 @@ def test_postgres_restart_mid_study_loses_nothing(cluster, tmp_path):
     with admin.connect() as connection:
         connection.execute(text("CREATE DATABASE hpo"))
     admin.dispose()
-    url = cluster.url("hpo")
-    migrate(url)
+    db = Database(cluster.url("hpo"), heartbeat=Heartbeat(interval=1, grace=30))
+    migrate(db)
     new_study(
-        url,
+        db,
         max_trials=4,
         epochs=4,
         pruner={"name": "none"},
         sampler={"name": "random", "seed": 2},
         dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500},
     )
-    worker = start_worker(url, tmp_path, "--burst", log=tmp_path / "worker.log", env={"HPO_HEARTBEAT_GRACE": "30"})
-    wait_for(lambda: running_trial_past_epoch(url, "s", 1) is not None, 120, "a trial past epoch 1")
+    worker = start_worker(db, tmp_path, "--burst", log=tmp_path / "worker.log", env={"HPO_HEARTBEAT_GRACE": "30"})
+    wait_for(lambda: running_trial_past_epoch(db, "s", 1) is not None, 120, "a trial past epoch 1")
 
-    from service.database import dispose_engines
-    from service.storage import forget_storages
-
-    forget_storages()
-    dispose_engines()  # this test process's own connections die with the restart too
+    db.dispose()  # this test process's own connections die with the restart too
     cluster.pg_ctl("restart")
 
     assert finish(worker) == 0, (tmp_path / "worker.log").read_text()[-3000:]
-    assert_exact_budget(url, "s", 4)
-    states = [t.state for t in trials(url, "s")]
+    assert_exact_budget(db, "s", 4)
+    states = [t.state for t in trials(db, "s")]
     assert states == [optuna.trial.TrialState.COMPLETE] * 4  # no trial failed, nothing was lost
-    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials(url, "s"))
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials(db, "s"))
+    db.dispose()

@@ -26,21 +26,21 @@ def _resumed(url: str) -> list[optuna.trial.FrozenTrial]:
     return [t for t in trials(url, "s") if "resumed_from_epoch" in t.user_attrs]
 
 
-def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_url, tmp_path):
-    new_study(pg_url, max_trials=4, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
-    victim = start_worker(pg_url, tmp_path, "--trials-per-gpu", "2", log=tmp_path / "victim.log")
-    wait_for(lambda: running_trial_past_epoch(pg_url, "s", 1) is not None, 120, "a trial past epoch 1")
+def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_db, tmp_path):
+    new_study(pg_db, max_trials=4, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    victim = start_worker(pg_db, tmp_path, "--trials-per-gpu", "2", log=tmp_path / "victim.log")
+    wait_for(lambda: running_trial_past_epoch(pg_db, "s", 1) is not None, 120, "a trial past epoch 1")
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     killed = {
-        t.number: len(t.intermediate_values) for t in trials(pg_url, "s") if t.state == optuna.trial.TrialState.RUNNING
+        t.number: len(t.intermediate_values) for t in trials(pg_db, "s") if t.state == optuna.trial.TrialState.RUNNING
     }
     assert killed, "no trial was running when the worker died"
 
-    rescuer = start_worker(pg_url, tmp_path, "--burst", log=tmp_path / "rescuer.log")
+    rescuer = start_worker(pg_db, tmp_path, "--burst", log=tmp_path / "rescuer.log")
     assert finish(rescuer) == 0
-    assert_exact_budget(pg_url, "s", 4)
-    done = trials(pg_url, "s")
+    assert_exact_budget(pg_db, "s", 4)
+    done = trials(pg_db, "s")
     failed = {t.number for t in done if t.state == optuna.trial.TrialState.FAIL}
     assert failed == set(killed)  # the killed trials were failed by their stale heartbeat ...
     retries = [t for t in done if "failed_trial" in t.system_attrs]
@@ -54,17 +54,17 @@ def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_
     assert any(r.user_attrs.get("resumed_from_epoch", 0) >= 1 for r in retries)
 
 
-def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_url, tmp_path):
-    new_study(pg_url, max_trials=2, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
-    first = start_worker(pg_url, tmp_path, log=tmp_path / "first.log")
-    wait_for(lambda: running_trial_past_epoch(pg_url, "s", 1) is not None, 120, "a trial past epoch 1")
+def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_db, tmp_path):
+    new_study(pg_db, max_trials=2, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    first = start_worker(pg_db, tmp_path, log=tmp_path / "first.log")
+    wait_for(lambda: running_trial_past_epoch(pg_db, "s", 1) is not None, 120, "a trial past epoch 1")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=60) == 0  # warm shutdown: the epoch finished, the trial was handed back
-    states = [t.state for t in trials(pg_url, "s")]
+    states = [t.state for t in trials(pg_db, "s")]
     assert optuna.trial.TrialState.WAITING in states and optuna.trial.TrialState.RUNNING not in states
 
-    second = start_worker(pg_url, tmp_path, "--burst", log=tmp_path / "second.log")
+    second = start_worker(pg_db, tmp_path, "--burst", log=tmp_path / "second.log")
     assert finish(second) == 0
-    assert_exact_budget(pg_url, "s", 2)
-    resumed = _resumed(pg_url)
+    assert_exact_budget(pg_db, "s", 2)
+    resumed = _resumed(pg_db)
     assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_epoch"] >= 1

@@ -43,22 +43,22 @@ def run_on_a_terminal(url: str, artifacts, *args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_on_a_terminal_each_slot_has_a_bar_and_trial_lines_print_above_the_bars(db_url, tmp_path):
-    new_study(db_url, name="bars", max_trials=2, epochs=2, pruner={"name": "none"})
-    code, output = run_on_a_terminal(db_url, tmp_path, "--trials-per-gpu", "2", "--study", "bars")
+def test_on_a_terminal_each_slot_has_a_bar_and_trial_lines_print_above_the_bars(db, tmp_path):
+    new_study(db, name="bars", max_trials=2, epochs=2, pruner={"name": "none"})
+    code, output = run_on_a_terminal(db.url, tmp_path, "--trials-per-gpu", "2", "--study", "bars")
     assert code == 0, output
     assert "slot 0: bars trial" in output and "slot 1: bars trial" in output
     assert "2/2 epochs" in output and "val 0." in output
     assert "━" in output  # rich's bar
     assert "of bars: start" in output and "of bars: complete" in output  # printed above the bars
     assert "epoch 1/2 loss" not in output  # epoch ends move a bar instead of printing a line
-    assert sorted(t.state.name for t in trials(db_url, "bars")) == ["COMPLETE", "COMPLETE"]
+    assert sorted(t.state.name for t in trials(db, "bars")) == ["COMPLETE", "COMPLETE"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_plain_prints_every_epoch_as_a_line_even_on_a_terminal(db_url, tmp_path):
-    new_study(db_url, name="lines", max_trials=1, epochs=2, pruner={"name": "none"})
-    code, output = run_on_a_terminal(db_url, tmp_path, "--plain", "--study", "lines")
+def test_plain_prints_every_epoch_as_a_line_even_on_a_terminal(db, tmp_path):
+    new_study(db, name="lines", max_trials=1, epochs=2, pruner={"name": "none"})
+    code, output = run_on_a_terminal(db.url, tmp_path, "--plain", "--study", "lines")
     assert code == 0, output
     assert "epoch 1/2 loss" in output and "epoch 2/2 loss" in output
     assert "[slot 0 pid" in output

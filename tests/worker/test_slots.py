@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.cli import build_parser, plan_slots
+from worker.cli import build_parser
+from worker.slots import plan_slots
 
 
 def _plan(*argv: str, gpus: int = 0, cpus: int = 2):

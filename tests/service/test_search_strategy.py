@@ -1,12 +1,12 @@
-"""The sampler and pruner a spec builds: TPE's start-up under Hyperband, the median pruner, seeding."""
+"""The sampler and pruner a spec builds: TPE's start-up, the median pruner, seeding, every sampler."""
 
 from __future__ import annotations
 
 import optuna
 import pytest
 
+from service.search_strategy import build_pruner, build_sampler, trial_seed
 from service.spec import StudySpec
-from service.storage import build_pruner, build_sampler, trial_seed
 from tests.conftest import make_spec
 
 
@@ -28,30 +28,17 @@ def random_draw(seed: int) -> dict[str, float]:
     return draw(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask())
 
 
-def test_tpe_start_up_counts_the_trials_of_every_hyperband_bracket():
-    """Exactly n_startup_trials trials are random, though Hyperband (E = 8) puts them in 2 brackets."""
-    spec = spec_with(epochs=8, sampler={"name": "tpe", "seed": 3, "n_startup_trials": 4})
-    study = optuna.create_study(study_name="start-up", direction="maximize", pruner=build_pruner(spec))
+def test_tpe_starts_with_5_random_trials_by_default():
+    spec = spec_with(sampler={"name": "tpe", "seed": 3}, pruner={"name": "none"})
+    study = optuna.create_study(direction="maximize", pruner=build_pruner(spec))
     was_random = []
-    for slot in range(10):
-        study.sampler = build_sampler(spec, seed_offset=slot)  # as worker.loop does for every trial
+    for slot in range(7):
+        study.sampler = build_sampler(spec, seed_offset=slot)  # as the worker does for every trial
         trial = study.ask()
         params = draw(trial)
         was_random.append(params == random_draw(trial_seed(3, slot)))
-        for epoch in range(1, 9):
-            trial.report(params["aug_strength"] * epoch / 8, epoch)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
-        else:
-            study.tell(trial, params["aug_strength"])
-    brackets = {study.pruner._get_bracket_id(study, t) for t in study.trials}
-    assert brackets == {0, 1}
-    assert was_random == [True] * 4 + [False] * 6
-
-
-def test_tpe_starts_with_5_random_trials_by_default():
-    assert build_sampler(spec_with(sampler={"name": "tpe"}))._n_startup_trials == 5
+        study.tell(trial, params["aug_strength"])
+    assert was_random == [True] * 5 + [False] * 2
 
 
 def test_median_pruner_with_a_long_interval_only_cuts_at_the_first_checked_epoch():

@@ -1,55 +1,11 @@
-"""Optuna's side: the RDB storage on our database URL, and samplers/pruners built from a spec."""
+"""The sampler and the pruner a study spec names, built as Optuna objects."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from service.database import engine_kwargs, normalise_url
-from service.resilient import ResilientRDBStorage
 from service.spec import GridSampler, Hyperband, Median, StudySpec, SuccessiveHalving
-
-MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
-
-
-_STORAGES: dict[tuple[str, int | None, int | None], ResilientRDBStorage] = {}
-
-
-def get_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
-) -> ResilientRDBStorage:
-    """Optuna's storage on ``url`` (one per process). With a heartbeat, stale trials are re-queued."""
-    key = (normalise_url(url), heartbeat_interval, grace_period)
-    if key not in _STORAGES:
-        _STORAGES[key] = _make_storage(*key)
-    return _STORAGES[key]
-
-
-def forget_storages() -> None:
-    """Close the storages' connections and forget them (tests, and after a fork)."""
-    storages = list(_STORAGES.values())  # a snapshot: another thread may be adding one
-    _STORAGES.clear()
-    for storage in storages:
-        storage.engine.dispose()
-
-
-def _make_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> ResilientRDBStorage:
-    heartbeat: dict[str, Any] = {}
-    if heartbeat_interval is not None:
-        heartbeat = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": grace_period,
-            "heartbeat_stale_trial_callback": retry_callback(),
-        }
-    return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True, **heartbeat)
-
-
-def retry_callback() -> RetryHeartbeatStaleTrialCallback:
-    """Re-queue a trial whose worker died, keeping its reported epochs so pruning stays right."""
-    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
 
 
 def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:

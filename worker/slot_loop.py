@@ -1,0 +1,132 @@
+"""One worker slot's loop: pick a study, claim a trial, run it, repeat, until stopped or out of work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from service import studies
+from service.database import Database
+from service.db_retry import call_with_retry
+from service.models import StudyRecord, StudyStatus
+from service.optuna_internals import trial_cache
+from service.search_strategy import build_pruner, build_sampler
+from service.settings import Settings
+from service.spec import StudySpec
+from service.sweeper import sweep_stale_trials
+from worker.claims import claim_trial
+from worker.objective import TrialObjective, hand_back
+from worker.runner import run_claimed
+from worker.slots import SlotConfig, TrialQuota
+from worker.study_choice import choose, survey
+
+log = logging.getLogger("hpo.worker")
+SURVEY_SECONDS = 5.0  # how long a slot keeps serving one study before looking at all of them again
+STATUS_SECONDS = 2.0  # how often a running trial asks whether its study was stopped
+
+
+class SlotLoop:
+    """The trial loop of one slot.
+
+    Database calls are retried across a database restart (service.db_retry); training never
+    is: a trial that fails ends as FAIL, and one whose process dies is retried by its lineage.
+    """
+
+    objective_class: type[TrialObjective] = TrialObjective  # benchmarks swap in a zero-cost objective
+
+    def __init__(
+        self, slot: SlotConfig, db: Database, settings: Settings, stop: threading.Event, quota: TrialQuota, device: Any
+    ) -> None:
+        self.slot, self.db, self.settings, self.stop, self.quota, self.device = slot, db, settings, stop, quota, device
+        # Optuna's in-process trial cache around the storage, shared by the claims and every Study,
+        # so that the cache knows the trials the claims create.
+        self.storage = trial_cache(db.storage)
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"  # the "worker" user attribute of its trials
+        self._loaded: dict[tuple[str, int], tuple[StudySpec, optuna.Study]] = {}  # by study name and record id
+        self._last_study: str | None = None  # the study of the last trial this slot ran
+        self._surveyed_at = 0.0
+
+    def run(self) -> None:
+        """Serve studies until stopped, out of work (burst) or out of this worker's trial quota."""
+        log.info("worker slot %s on %s serving %s", self.slot.index, self.device, self.slot.study or "all studies")
+        while not self.stop.is_set():
+            if not self.quota.take():
+                log.info("reached --max-trials; exiting")
+                return
+            # Stay with the last study while it has work, re-surveying every SURVEY_SECONDS for fairness.
+            last = self._last_study
+            if last is not None and time.monotonic() - self._surveyed_at < SURVEY_SECONDS and self.run_trial(last):
+                continue
+            candidates = call_with_retry(survey, self.db, self.slot.study)
+            self._surveyed_at = time.monotonic()
+            chosen = choose(candidates)
+            self._last_study = chosen.name if chosen is not None and self.run_trial(chosen.name) else None
+            if self._last_study is not None:
+                continue
+            self.quota.give_back()
+            if self.slot.burst and not candidates:
+                log.info("no work left (--burst); exiting")
+                return
+            if any(c.active for c in candidates):  # a dead worker's trial may be stale by now
+                call_with_retry(sweep_stale_trials, self.db)
+            self.stop.wait(self.slot.poll_seconds)
+
+    def run_trial(self, name: str) -> bool:
+        """Claim and run one trial of ``name``; False if the study had nothing to start."""
+        claim = call_with_retry(claim_trial, self.db, name, self.storage, {"worker": self.identity})
+        if claim is None:
+            return False
+        spec, study = self._study(claim.record)
+        study.sampler = build_sampler(spec, seed_offset=claim.progress.slots_taken)
+        objective = self.objective_class(
+            spec=spec,
+            device=self.device,
+            data_dir=self.settings.data_dir,
+            cache_dir=self.settings.cache_dir,
+            artifact_dir=self.settings.artifact_dir,
+            allow_download=self.settings.allow_download,
+            should_stop=self.stop.is_set,
+            study_stopped=self._stopped_checker(claim.record.name),
+            storage=self.db.storage,
+            may_be_retry=claim.from_waiting_queue,
+        )
+        run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
+        if objective.handed_back and objective.trial_number is not None:
+            call_with_retry(hand_back, study, objective.trial_number)
+        # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).
+        call_with_retry(optuna.storages.fail_stale_trials, study)
+        return True
+
+    def _study(self, record: StudyRecord) -> tuple[StudySpec, optuna.Study]:
+        """The study's validated spec and Optuna study, loaded once per process."""
+        key = (record.name, record.id)
+        if key not in self._loaded:
+            spec = StudySpec.model_validate(record.spec)
+            study = optuna.load_study(
+                study_name=record.name, storage=self.storage, pruner=build_pruner(spec), sampler=build_sampler(spec)
+            )
+            self._loaded[key] = (spec, study)
+        return self._loaded[key]
+
+    def _stopped_checker(self, name: str) -> Callable[[], bool]:
+        """Whether the study was stopped, asked of the database at most every STATUS_SECONDS."""
+        checked = {"at": time.monotonic(), "stopped": False}  # it was running when the trial started
+
+        def stopped() -> bool:
+            if time.monotonic() - checked["at"] >= STATUS_SECONDS:
+                checked["stopped"] = call_with_retry(self._status, name) == StudyStatus.STOPPED
+                checked["at"] = time.monotonic()
+            return bool(checked["stopped"])
+
+        return stopped
+
+    def _status(self, name: str) -> str | None:
+        with self.db.session() as session:
+            return studies.study_status(session=session, name=name)

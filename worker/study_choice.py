@@ -1,0 +1,42 @@
+"""Which study a worker slot serves next: the highest priority, then the least busy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.budget import Progress, mark_completed_if_spent, may_start, records_with_stats
+from service.database import Database
+from service.models import StudyRecord, StudyStatus
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A running study and how much work it has."""
+
+    name: str
+    priority: int
+    claimable: bool  # a waiting trial exists, or budget is left
+    active: int  # trials running or waiting
+
+
+def survey(db: Database, only: str | None = None) -> list[Candidate]:
+    """Running studies (or just ``only``) with their work, completing those whose budget is spent."""
+    query = records_with_stats(only).where(StudyRecord.status == StudyStatus.RUNNING)
+    candidates = []
+    with db.session() as session:
+        for row in session.execute(query.order_by(StudyRecord.priority.desc(), StudyRecord.created_at)):
+            record, progress = row.StudyRecord, Progress.of(row)
+            if mark_completed_if_spent(record, progress):
+                continue
+            claimable = row.optuna_id is not None and may_start(record, progress)  # no Optuna side: nothing to run
+            candidates.append(Candidate(record.name, record.priority, claimable, progress.active))
+    return candidates
+
+
+def choose(candidates: list[Candidate]) -> Candidate | None:
+    """Highest priority first; among equals the study with the fewest active trials (then the oldest)."""
+    claimable = [c for c in candidates if c.claimable]
+    if not claimable:
+        return None
+    top = max(c.priority for c in claimable)
+    return min((c for c in claimable if c.priority == top), key=lambda c: c.active)
