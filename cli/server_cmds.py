@@ -1,4 +1,4 @@
-"""``hpo migrate``, ``hpo serve`` and ``hpo dashboard``: the long-running pieces."""
+"""``hpo migrate``, ``hpo serve``, ``hpo dashboard`` and ``hpo worker``: the long-running pieces."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import logging
 from typing import Any
 
 from service.settings import get_settings
+from worker import cli as worker_cli
 
 log = logging.getLogger("hpo")
 
 
 def add_parsers(subparsers: Any) -> None:
-    """Register migrate, serve and dashboard."""
+    """Register migrate, serve, dashboard and worker."""
     migrate = subparsers.add_parser("migrate", help="create or upgrade Optuna's schema and ours")
     migrate.set_defaults(run=run_migrate)
 
@@ -25,6 +26,12 @@ def add_parsers(subparsers: Any) -> None:
     dashboard.add_argument("--host", default="127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8080)
     dashboard.set_defaults(run=run_dashboard)
+
+    worker = subparsers.add_parser(
+        "worker", help="run trials (the `worker` command)", description=worker_cli.DESCRIPTION
+    )
+    worker_cli.add_arguments(worker)
+    worker.set_defaults(run=worker_cli.run)
 
 
 def run_migrate(_args: argparse.Namespace) -> int:

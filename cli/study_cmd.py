@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +20,81 @@ from rich.table import Table
 from cli.errors import CliError, describe_errors
 from service.settings import get_settings
 
-ACTIONS = ("pause", "resume", "stop")
+STATUS_ACTIONS = ("pause", "resume", "stop")
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``study`` and its subcommands."""
+    """Register ``study`` and its subcommands, each with its own handler."""
     study = subparsers.add_parser("study", help="create and manage studies through the API")
     commands = study.add_subparsers(dest="study_command", required=True, metavar="ACTION")
-    create = commands.add_parser("create", help="create a study from a YAML or JSON spec")
-    create.add_argument("file", type=Path)
-    commands.add_parser("list", help="every study with progress")
-    for name in ("show", "delete", *ACTIONS):
-        commands.add_parser(name, help=f"{name} a study").add_argument("name")
-    best = commands.add_parser("best", help="the best trial and its config")
+    _command(commands, "create", run_create, "create a study from a YAML or JSON spec").add_argument("file", type=Path)
+    _command(commands, "list", run_list, "every study with progress")
+    _command(commands, "show", run_show, "one study with progress").add_argument("name")
+    best = _command(commands, "best", run_best, "the best trial and its config")
     best.add_argument("name")
     best.add_argument("--config-out", type=Path, help="write the config that `hpo train --config` reproduces")
-    for sub in commands.choices.values():
-        sub.add_argument("--json", action="store_true", help="print the API's JSON answer")
-    study.set_defaults(run=run)
+    for action in STATUS_ACTIONS:
+        _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
+    _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Send the request for the chosen action and print the answer."""
-    command = args.study_command
-    with _client() as api:
-        if command == "create":
-            answer = _call(api, "POST", "/studies", json=_read_spec(args.file))
-        elif command == "list":
-            answer = _call(api, "GET", "/studies")
-        elif command == "show":
-            answer = _call(api, "GET", f"/studies/{args.name}")
-        elif command == "best":
-            answer = _call(api, "GET", f"/studies/{args.name}/best")
-        elif command == "delete":
-            _call(api, "DELETE", f"/studies/{args.name}")
-            answer = {"deleted": args.name}
-        else:
-            answer = _call(api, "POST", f"/studies/{args.name}/{command}")
-    if command == "best" and args.config_out:
+def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    parser.set_defaults(run=handler)
+    return parser
+
+
+def run_create(args: argparse.Namespace) -> int:
+    """POST /studies with the spec file's contents."""
+    answer = _request("POST", "/studies", json=_read_spec(args.file))
+    return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """GET /studies."""
+    answer = _request("GET", "/studies")
+    return _print(args, answer, lambda console: _print_studies(console, answer))
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """GET /studies/{name}."""
+    answer = _request("GET", f"/studies/{args.name}")
+    return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
+
+
+def run_best(args: argparse.Namespace) -> int:
+    """GET /studies/{name}/best, optionally writing its config to a file."""
+    answer = _request("GET", f"/studies/{args.name}/best")
+    if args.config_out:
         args.config_out.write_text(json.dumps(answer["config"], indent=2) + "\n")
+    return _print(args, answer, lambda console: _print_best(console, answer, args.config_out))
+
+
+def run_status_change(args: argparse.Namespace) -> int:
+    """POST /studies/{name}/pause, resume or stop."""
+    answer = _request("POST", f"/studies/{args.name}/{args.study_command}")
+    return _print(args, answer, lambda console: _print_studies(console, [answer]))
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """DELETE /studies/{name}."""
+    _request("DELETE", f"/studies/{args.name}")
+    answer = {"deleted": args.name}
+    return _print(args, answer, lambda console: console.print(f"deleted {args.name}"))
+
+
+def _print(args: argparse.Namespace, answer: Any, for_people: Callable[[Console], None]) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
-        _print_human(command, answer, args)
+        for_people(Console())
     return 0
+
+
+def _request(method: str, path: str, **kwargs: Any) -> Any:
+    with _client() as api:
+        return _call(api, method, path, **kwargs)
 
 
 def _client() -> httpx.Client:
@@ -109,27 +141,23 @@ def _read_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-def _print_human(command: str, answer: Any, args: argparse.Namespace) -> None:
-    console = Console()
-    if command == "list":
-        console.print(_table(answer))
-    elif command == "best":
-        metrics = answer["metrics"]
-        console.print(
-            f"best trial {answer['trial_number']}: val_accuracy {answer['value']:.4f}, "
-            f"test_accuracy {metrics.get('test_accuracy', float('nan')):.4f}"
-        )
-        console.print(f"params: {json.dumps(answer['params'])}")
-        if args.config_out:
-            console.print(f"config written to {args.config_out}: hpo train --config {args.config_out}")
-        else:
-            console.print(f"config: {json.dumps(answer['config'])}")
-    elif command == "delete":
-        console.print(f"deleted {answer['deleted']}")
+def _print_studies(console: Console, studies: list[dict[str, Any]], dashboard: bool = False) -> None:
+    console.print(_table(studies))
+    if dashboard and studies and studies[0].get("dashboard_url"):
+        console.print(f"dashboard: {studies[0]['dashboard_url']}")
+
+
+def _print_best(console: Console, answer: dict[str, Any], config_out: Path | None) -> None:
+    metrics = answer["metrics"]
+    console.print(
+        f"best trial {answer['trial_number']}: val_accuracy {answer['value']:.4f}, "
+        f"test_accuracy {metrics.get('test_accuracy', float('nan')):.4f}"
+    )
+    console.print(f"params: {json.dumps(answer['params'])}")
+    if config_out:
+        console.print(f"config written to {config_out}: hpo train --config {config_out}")
     else:
-        console.print(_table([answer]))
-        if command in ("show", "create") and answer.get("dashboard_url"):
-            console.print(f"dashboard: {answer['dashboard_url']}")
+        console.print(f"config: {json.dumps(answer['config'])}")
 
 
 def _table(studies: list[dict[str, Any]]) -> Table:

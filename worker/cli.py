@@ -1,4 +1,7 @@
-"""``worker --gpus 0,1 | all | cpu [--trials-per-gpu K] [--study NAME] [--burst] [--max-trials N]``."""
+"""``worker --gpus 0,1 | all | cpu [--trials-per-gpu K] [--study NAME] [--burst] [--max-trials N]``.
+
+The same command is ``hpo worker`` (cli/server_cmds.py registers these arguments and ``run``).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,19 @@ import sys
 import warnings
 
 from worker.slots import plan_slots
-from worker.supervisor import Supervisor
+
+DESCRIPTION = "Run trials of the studies in HPO_DATABASE_URL."
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``worker`` argument parser."""
-    parser = argparse.ArgumentParser(prog="worker", description="Run trials of the studies in HPO_DATABASE_URL.")
+    parser = argparse.ArgumentParser(prog="worker", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's options, on ``parser`` (``worker`` itself, or ``hpo worker``)."""
     parser.add_argument(
         "--gpus", default=None, help="comma-separated GPU indices, 'all', or 'cpu' (default: all GPUs, else cpu)"
     )
@@ -28,15 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plain", action="store_true", help="plain log lines even on a terminal (default there: a bar per slot)"
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the worker; returns its exit code."""
-    args = build_parser().parse_args(argv)
+    """The ``worker`` command; returns its exit code."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the worker with parsed arguments until it is done; returns its exit code."""
     warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna's heartbeat API is marked experimental
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker pid %(process)d] %(message)s")
     import torch  # device_count() asks NVML and leaves CUDA uninitialised in this parent
+
+    from worker.supervisor import Supervisor  # imported here: `hpo` loads this module for its parser alone
 
     try:
         slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1)

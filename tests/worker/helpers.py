@@ -41,8 +41,17 @@ def set_status(db: Database, name: str, action: str) -> None:
         change_status(session=session, name=name, action=action)
 
 
+WORKER = ("-m", "worker.cli")  # the `worker` command
+HPO_WORKER = ("-m", "cli.main", "worker")  # `hpo worker`, the same
+
+
 def start_worker(
-    db: Database, artifacts: Path, *args: str, log: Path | None = None, env: dict[str, str] | None = None
+    db: Database,
+    artifacts: Path,
+    *args: str,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    command: tuple[str, ...] = WORKER,
 ) -> subprocess.Popen:
     """`worker --gpus cpu ...` in its own process group, with a fast heartbeat (``env`` overrides)."""
     env = {
@@ -55,7 +64,7 @@ def start_worker(
     }
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "--gpus", "cpu", "--poll", "0.5", *args],
+        [sys.executable, *command, "--gpus", "cpu", "--poll", "0.5", *args],
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,

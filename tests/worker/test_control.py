@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from tests.worker.helpers import (
+    HPO_WORKER,
     assert_exact_budget,
     finish,
     new_study,
@@ -26,7 +27,7 @@ def test_paused_study_gets_no_trials_until_resumed(pg_db, tmp_path):
     assert finish(start_worker(pg_db, tmp_path, "--burst")) == 0
     assert trials(pg_db, "s") == []
     set_status(pg_db, "s", "resume")
-    assert finish(start_worker(pg_db, tmp_path, "--burst")) == 0
+    assert finish(start_worker(pg_db, tmp_path, "--burst", command=HPO_WORKER)) == 0  # `hpo worker` this time
     assert_exact_budget(pg_db, "s", 2)
 
 

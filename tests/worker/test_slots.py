@@ -1,11 +1,13 @@
-"""Planning worker slots from the command line."""
+"""Planning worker slots from the command line, and the trial quota they share."""
 
 from __future__ import annotations
+
+import multiprocessing as mp
 
 import pytest
 
 from worker.cli import build_parser
-from worker.slots import plan_slots
+from worker.slots import TrialQuota, plan_slots
 
 
 def _plan(*argv: str, gpus: int = 0, cpus: int = 2):
@@ -36,3 +38,13 @@ def test_gpus_times_trials_per_gpu_each_sees_its_own_gpu():
 def test_impossible_requests_are_clear_errors(argv, gpus, message):
     with pytest.raises(ValueError, match=message):
         _plan(*argv, gpus=gpus)
+
+
+def test_the_trial_quota_is_shared_and_a_reservation_can_be_given_back():
+    quota = TrialQuota(mp.get_context("spawn"), max_trials=2)
+    assert quota.take() and quota.take()
+    assert not quota.take()  # --max-trials 2: both taken
+    quota.give_back()  # a slot found no work after all
+    assert quota.take() and not quota.take()
+    unlimited = TrialQuota(mp.get_context("spawn"), max_trials=None)
+    assert all(unlimited.take() for _ in range(100))
