@@ -8,6 +8,7 @@ import warnings
 
 from cli import demo_cmd, server_cmds, study_cmd, train_cmd
 from cli.errors import CliError
+from service.settings import SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from service.settings import get_settings
+from service.settings import MIN_TOKEN_LENGTH, get_settings
 from worker import cli as worker_cli
 
 log = logging.getLogger("hpo")
@@ -54,9 +54,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     host = args.host or ("0.0.0.0" if settings.api_token else "127.0.0.1")
+    logging.basicConfig(level=logging.INFO)
     if settings.api_token is None:
-        logging.basicConfig(level=logging.INFO)
         log.warning("HPO_API_TOKEN is not set: the API accepts every request. Binding %s.", host)
+    for variable in settings.short_tokens():
+        log.warning("%s is shorter than %s characters: easy to guess", variable, MIN_TOKEN_LENGTH)
     uvicorn.run("service.api:create_app", factory=True, host=host, port=args.port)
     return 0
 

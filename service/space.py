@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -11,11 +12,16 @@ from objectives import Param
 MAX_CHOICES = 64
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrictModel(BaseModel):
+    """Every model of a spec: unknown fields, non-finite numbers and coerced types are errors.
+
+    Strict: ``"3"`` or ``true`` is not a number (an int is still accepted where a float is asked).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class _Range(_Strict):
+class _Range(StrictModel):
     """What FloatRange and IntRange share: low < high, and low > 0 on a log scale."""
 
     type: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
@@ -54,7 +60,7 @@ class IntRange(_Range):
     step: int = Field(default=1, ge=1)
 
 
-class Categorical(_Strict):
+class Categorical(StrictModel):
     """One of a list of values."""
 
     type: Literal["categorical"]
@@ -90,6 +96,8 @@ def check_value(param: Param, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{param.name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{param.name} must be a finite number, got {value!r}")
     if param.type == "int" and value != int(value):
         raise ValueError(f"{param.name} must be an integer, got {value!r}")
     too_low = param.low is not None and (value <= param.low if param.positive else value < param.low)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, model_validator
 
 from objectives import DataPathError, Param, get_objective, resolve_under
 from service.settings import get_settings
-from service.space import Categorical, SpaceEntry, check_entry, check_value, contains
+from service.space import Categorical, SpaceEntry, StrictModel, check_entry, check_value, contains
 
-NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # and not dots alone: see _not_dots_alone
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
 
 
@@ -29,6 +29,16 @@ def _registered_objective(name: str) -> str:
 
 
 ObjectiveName = Annotated[str, AfterValidator(_registered_objective)]
+
+
+def _not_dots_alone(name: str) -> str:
+    """Refuse ``.``, ``..`` and the like: names appear in paths and URLs, where those mean something else."""
+    if not name.strip("."):
+        raise ValueError("a study name needs a letter, digit, '_' or '-' besides dots")
+    return name
+
+
+StudyName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_not_dots_alone)]
 
 
 def require_known(field: str, key: str, known: Collection[str], kind: str) -> None:
@@ -50,11 +60,7 @@ def check_parameters(
             raise ValueError(f"{field}.{key}: {exc}") from None
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetSpec(_Strict):
+class DatasetSpec(StrictModel):
     """``{"kind": "imagefolder", "path": ...}`` or ``{"kind": "cifar10"}``, plus limit and val_fraction."""
 
     kind: Literal["imagefolder", "cifar10"]
@@ -77,7 +83,7 @@ class DatasetSpec(_Strict):
         return self
 
 
-class TPE(_Strict):
+class TPE(StrictModel):
     name: Literal["tpe"]
     seed: int | None = None
     # random trials before TPE models the space; 5, not Optuna's 10: studies here run tens of trials
@@ -85,24 +91,24 @@ class TPE(_Strict):
     multivariate: bool = True
 
 
-class RandomSampler(_Strict):
+class RandomSampler(StrictModel):
     name: Literal["random"]
     seed: int | None = None
 
 
-class GridSampler(_Strict):
+class GridSampler(StrictModel):
     name: Literal["grid"]
     seed: int | None = None
 
 
-class CmaEs(_Strict):
+class CmaEs(StrictModel):
     name: Literal["cmaes"]
     seed: int | None = None
     n_startup_trials: int = Field(default=1, ge=0, le=10_000)
     sigma0: float | None = Field(default=None, gt=0)
 
 
-class QMC(_Strict):
+class QMC(StrictModel):
     name: Literal["qmc"]
     seed: int | None = None
     qmc_type: Literal["sobol", "halton"] = "sobol"
@@ -111,34 +117,34 @@ class QMC(_Strict):
 SamplerSpec = Annotated[TPE | RandomSampler | GridSampler | CmaEs | QMC, Field(discriminator="name")]
 
 
-class Hyperband(_Strict):
+class Hyperband(StrictModel):
     name: Literal["hyperband"]
     min_resource: int = Field(default=1, ge=1)
     max_resource: int | None = Field(default=None, ge=1)  # default: the spec's epochs
     reduction_factor: int = Field(default=3, ge=2, le=10)
 
 
-class SuccessiveHalving(_Strict):
+class SuccessiveHalving(StrictModel):
     name: Literal["successive_halving"]
     min_resource: int = Field(default=1, ge=1)
     reduction_factor: int = Field(default=3, ge=2, le=10)
 
 
-class Median(_Strict):
+class Median(StrictModel):
     name: Literal["median"]
     n_startup_trials: int = Field(default=5, ge=0)
     n_warmup_steps: int = Field(default=0, ge=0)
     interval_steps: int = Field(default=1, ge=1)
 
 
-class NoPruner(_Strict):
+class NoPruner(StrictModel):
     name: Literal["none"]
 
 
 PrunerSpec = Annotated[Hyperband | SuccessiveHalving | Median | NoPruner, Field(discriminator="name")]
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     """One complete training run: what `hpo train --config` reads and GET /best returns."""
 
     objective: ObjectiveName = "cnn"
@@ -153,10 +159,10 @@ class TrainingConfig(_Strict):
         return self
 
 
-class StudySpec(_Strict):
+class StudySpec(StrictModel):
     """A search: which objective on which data, over which space, with which budget."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: StudyName
     objective: ObjectiveName = "cnn"
     dataset: DatasetSpec
     search_space: dict[str, SpaceEntry] = Field(default_factory=dict)  # merged over the objective's defaults

@@ -27,6 +27,7 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("HPO_ARTIFACT_DIR", str(tmp_path_factory.mktemp("artifacts")))
     monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "dataset-cache"))
     monkeypatch.delenv("HPO_API_TOKEN", raising=False)
+    monkeypatch.delenv("HPO_VIEWER_TOKEN", raising=False)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

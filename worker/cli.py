@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 
+from service.settings import SettingsError, get_settings
 from worker.slots import plan_slots
 
 DESCRIPTION = "Run trials of the studies in HPO_DATABASE_URL."
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from worker.supervisor import Supervisor  # imported here: `hpo` loads this module for its parser alone
 
     try:
+        get_settings()  # the children read them too: an invalid environment fails here, once, not in every child
         slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1)
-    except ValueError as exc:
+    except (ValueError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger("hpo.worker").info(

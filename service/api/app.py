@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
+from service.api.dashboard import DashboardGate
 from service.api.deps import DatabaseDep
+from service.api.errors import add_error_handlers
 from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
 from service.database import Database
-from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.migrate import migrate
 from service.settings import get_settings
 from service.sweeper import sweep_stale_trials
 
 log = logging.getLogger("hpo.api")
+MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueued configs fit easily
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +60,8 @@ def create_app() -> FastAPI:
         description="Distributed hyperparameter search for image models.",
     )
     app.include_router(studies_router)
+    app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)  # 413 before parsing
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz(database: DatabaseDep) -> JSONResponse:
@@ -70,13 +75,5 @@ def create_app() -> FastAPI:
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    for error, code in ((StudyNotFoundError, 404), (StudyExistsError, 409), (StudyConflictError, 409)):
-        app.add_exception_handler(error, _handler(code))
+    add_error_handlers(app)
     return app
-
-
-def _handler(code: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=code)
-
-    return handle

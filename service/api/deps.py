@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -11,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.storages import BaseStorage
 from sqlalchemy.orm import Session
 
+from service.api.auth import Role, may, role_of
 from service.database import Database
 from service.settings import Settings, get_settings
 
@@ -42,17 +42,20 @@ SessionDep = Annotated[Session, Depends(get_session)]
 StorageDep = Annotated[BaseStorage, Depends(get_storage)]
 
 
-def require_token(
-    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
-    """When HPO_API_TOKEN is set, demand ``Authorization: Bearer <token>`` (constant-time compare)."""
-    if settings.api_token is None:
-        return
-    expected = settings.api_token.get_secret_value().encode()
-    given = credentials.credentials.encode() if credentials else b""
-    if not secrets.compare_digest(given, expected):
+def authorize(
+    request: Request,
+    settings: SettingsDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Role:
+    """The request's role: 401 without a valid token (when HPO_API_TOKEN is set), 403 for a
+    viewer's write. (``_credentials`` only documents the scheme in the OpenAPI schema.)"""
+    role = role_of(settings, request.headers.get("authorization"))
+    if role is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing or wrong bearer token (send 'Authorization: Bearer <HPO_API_TOKEN>')",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    if not may(role, request.method):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the viewer token may only read")
+    return role

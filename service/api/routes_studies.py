@@ -11,11 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 
 from service import studies
-from service.api.deps import SessionDep, StorageDep, require_token
+from service.api.deps import SessionDep, StorageDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage
 from service.spec import StudySpec
 
-router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study of that name"}}
 

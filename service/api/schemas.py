@@ -31,7 +31,8 @@ class StudyOut(BaseModel):
     def from_view(cls, view: StudyView) -> StudyOut:
         """Build from the data layer's view of a study."""
         record, progress = view.record, view.progress
-        base = get_settings().dashboard_url.rstrip("/")
+        settings = get_settings()
+        base = (settings.dashboard_url or settings.api_url).rstrip("/")
         return cls(
             name=record.name,
             status=record.status,

@@ -15,7 +15,8 @@ import pytest
 from cli.local_api import free_port
 from tests.conftest import DATA_ROOT
 
-TOKEN = "cli-test-token"
+TOKEN = "cli-test-token-0123456789"
+VIEWER_TOKEN = "cli-viewer-token-0123456789"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def live_api(pg_url, tmp_path) -> Iterator[LiveApi]:
         "HPO_DATABASE_URL": pg_url,
         "HPO_DATA_DIR": str(DATA_ROOT),
         "HPO_API_TOKEN": TOKEN,
+        "HPO_VIEWER_TOKEN": VIEWER_TOKEN,
         "HPO_API_URL": f"http://127.0.0.1:{port}",
         "HPO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
         "HPO_HEARTBEAT_INTERVAL": "1",

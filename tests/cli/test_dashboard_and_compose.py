@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cli.local_api import free_port
-from tests.cli.conftest import wait_until_up
+from tests.cli.conftest import TOKEN, VIEWER_TOKEN, wait_until_up
 from tests.conftest import REPO, make_spec
 
 pytestmark = pytest.mark.slow
@@ -78,39 +78,50 @@ def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, fin
     assert finished_study["dashboard_url"].endswith(f"/dashboard/studies/{study_id}")
 
 
-def test_browser_renders_the_study_and_its_trials(dashboard):
+def test_a_browser_logs_in_to_the_api_s_dashboard_and_the_viewer_cannot_write(live_api, finished_study):
+    """optuna-dashboard served by the API under /dashboard, in Debian's chromium driven by Playwright."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium): browser test not run")
+        pytest.skip("Debian's chromium is not installed (scripts/install_test_tools.sh): browser test not run")
+    from playwright.sync_api import sync_playwright
+
+    page_url = f"{live_api.url}/dashboard/studies/1"
     ARTIFACTS.mkdir(exist_ok=True)
-    profile = ARTIFACTS / "chromium-profile"
-    url = f"{dashboard}/dashboard/studies/1"
-    common = [
-        chromium,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-        "--virtual-time-budget=15000",
-    ]
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    shot = ARTIFACTS / "dashboard.png"
-    subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=120)
-    shutil.rmtree(profile, ignore_errors=True)
-    assert "dash-study" in dom
-    assert "Trial" in dom or "trial" in dom
-    assert shot.exists() and shot.stat().st_size > 10_000
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS[1:])
+        try:
+            anonymous = browser.new_context()
+            assert anonymous.request.get(page_url).status == 401  # no credentials: refused, asked to log in
+            viewer = browser.new_context(http_credentials={"username": "hpo", "password": VIEWER_TOKEN})
+            page = viewer.new_page()
+            page.goto(page_url)
+            page.get_by_text("dash-study").first.wait_for(timeout=30_000)
+            page.wait_for_timeout(2_000)  # the learning curves
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            assert "Trial" in page.content() or "trial" in page.content()
+            deleted = page.evaluate("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
+            assert deleted == 403  # the viewer's write, refused ...
+            assert anonymous.request.get(f"{live_api.url}/healthz").status == 200
+        finally:
+            browser.close()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{live_api.url}/studies/dash-study", headers=headers).status_code == 200  # ... nothing deleted
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("binary", ["docker-compose"])
 def test_compose_file_is_valid_and_reserves_gpus_for_workers(binary):
     if shutil.which(binary) is None:
-        pytest.skip("Debian's docker-compose is not installed (apt-get install docker-compose): compose not validated")
+        pytest.skip("Debian's docker-compose is not installed (scripts/install_test_tools.sh): compose not validated")
     compose = str(REPO / "docker-compose.yml")
     env = {**os.environ, "HPO_API_TOKEN": "t"}
     out = subprocess.run([binary, "-f", compose, "config"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
-    assert {"db", "migrate", "api", "dashboard", "worker"} <= set(services)
+    assert set(services) == {"db", "migrate", "api", "worker"}  # no unauthenticated dashboard beside the API
+    published = {name: [_host_and_port(p) for p in s.get("ports", [])] for name, s in services.items()}
+    assert published["api"] == [(None, "8000")] and not published["worker"] and not published["migrate"]
+    assert published["db"] == [("127.0.0.1", "5432")]  # the database: this host only
     assert services["db"]["image"].startswith("postgres")
     assert "healthcheck" in services["db"]
     device = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
@@ -124,6 +135,14 @@ def test_compose_file_is_valid_and_reserves_gpus_for_workers(binary):
         env={k: v for k, v in os.environ.items() if k != "HPO_API_TOKEN"},
     )
     assert missing.returncode != 0 and "HPO_API_TOKEN" in missing.stderr
+
+
+def _host_and_port(port: str | dict) -> tuple[str | None, str]:
+    """(host address or None for all, published port) of a compose port, short or long syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), str(port["published"])
+    parts = port.split("/")[0].split(":")
+    return (parts[0] if len(parts) == 3 else None), parts[-2]
 
 
 def test_dockerfile_installs_the_package():

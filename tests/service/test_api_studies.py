@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 from sqlalchemy import event
@@ -77,6 +79,11 @@ INVALID = {
     "enqueued outside space": ({"enqueue": [{"lr": 0.5}]}, "enqueue[0].lr: 0.5 lies outside"),
     "grid over a float range": ({"sampler": {"name": "grid"}}, "sampler grid needs categorical entries"),
     "unknown sampler option": ({"sampler": {"name": "tpe", "gamma": 3}}, "Extra inputs are not permitted"),
+    "string for a number": ({"epochs": "3"}, "Input should be a valid integer"),
+    "bool for a number": ({"max_trials": True}, "Input should be a valid integer"),
+    "string for a float": ({"search_space": {"width": "0.5"}}, "search_space.width"),
+    "dot as a name": ({"name": "."}, "besides dots"),
+    "dot dot as a name": ({"name": ".."}, "besides dots"),
     "float range for int parameter": (
         {"search_space": {"batch_size": {"type": "float", "low": 16, "high": 64}}},
         "integer parameter",
@@ -194,3 +201,44 @@ def test_listing_studies_costs_the_same_queries_for_one_study_as_for_six(api):
     assert with_one <= 2, statements  # the studies with their trial counts: one SELECT (and its commit)
     listed = {s["name"]: s for s in api.get("/studies").json()}
     assert listed["more-3"]["counts"]["waiting"] == 1 and listed["one"]["counts"]["waiting"] == 0
+
+
+NON_FINITE = {  # where a NaN or an infinity can hide in a spec, and the field the 422 must name
+    "fixed value": ('"search_space": {"width": NaN}', "width"),
+    "range low": ('"search_space": {"lr": {"type": "float", "low": NaN, "high": 0.1}}', "low"),
+    "range high": ('"search_space": {"lr": {"type": "float", "low": 0.001, "high": Infinity}}', "high"),
+    "step": ('"search_space": {"aug_strength": {"type": "float", "low": 0, "high": 1, "step": NaN}}', "step"),
+    "choice": ('"search_space": {"aug_strength": {"type": "categorical", "choices": [0.5, -Infinity]}}', "choices"),
+    "val_fraction": (
+        '"dataset": {"kind": "imagefolder", "path": "cifar10-sample", "val_fraction": NaN}',
+        "val_fraction",
+    ),
+    "sampler option": ('"sampler": {"name": "cmaes", "sigma0": Infinity}', "sigma0"),
+    "enqueued value": ('"enqueue": [{"lr": NaN}]', "enqueue"),
+}
+
+
+@pytest.mark.parametrize("fragment", NON_FINITE.values(), ids=NON_FINITE.keys())
+def test_nan_and_infinity_are_422s_naming_the_field(api, db, fragment):
+    body, field = fragment
+    base = make_spec()
+    key = body.split('"')[1]
+    base.pop(key, None)
+    text = json.dumps(base)[:-1] + ", " + body + "}"  # NaN and Infinity are not JSON; Python's parser reads them
+    answer = api.post("/studies", content=text, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text
+    assert api.get("/studies").json() == [] and _optuna_names(db) == []
+
+
+def test_a_body_over_a_megabyte_is_refused_before_it_is_parsed(api):
+    huge = make_spec(enqueue=[{"lr": 0.001}] * 80_000)  # about 1.2 MB
+    assert api.post("/studies", json=huge).status_code == 413
+
+    def chunks():  # no Content-Length: the limit counts what arrives
+        for _ in range(40):
+            yield b" " * 50_000
+
+    answer = api.post("/studies", content=chunks(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert api.get("/studies").json() == []
