@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test fuzz lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)  ## the embedded default: SQLite + the bundled CIFAR-10 sample
 
 test: $(STAMP)  ## the test suite against a real (fresh) PostgreSQL database
 	bash scripts/with_postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP)  ## the API fuzzed from its OpenAPI schema at length (make test runs 25 examples per operation)
+	HPO_FUZZ_EXAMPLES=$${HPO_FUZZ_EXAMPLES:-1000} bash scripts/with_postgres.sh $(BIN)/pytest tests/service/test_fuzz_openapi.py
 
 lint: $(STAMP)  ## ruff + mypy
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""``hpo study create FILE | list | show | best | pause | resume | stop | delete``: the API for people.
+"""``hpo study create FILE | list | show | trials | best | pause | resume | stop | delete``: the API for people.
 
 Reads HPO_API_URL and HPO_API_TOKEN. Tables for people by default, ``--json`` for scripts.
 An error answer prints the API's message and exits 2, never a traceback.
@@ -30,6 +30,10 @@ def add_parser(subparsers: Any) -> None:
     _command(commands, "create", run_create, "create a study from a YAML or JSON spec").add_argument("file", type=Path)
     _command(commands, "list", run_list, "every study with progress")
     _command(commands, "show", run_show, "one study with progress").add_argument("name")
+    trials = _command(commands, "trials", run_trials, "a study's trials: state, value, epochs, why failed ones failed")
+    trials.add_argument("name")
+    trials.add_argument("--offset", type=int, default=0)
+    trials.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
     best = _command(commands, "best", run_best, "the best trial and its config")
     best.add_argument("name")
     best.add_argument("--config-out", type=Path, help="write the config that `hpo train --config` reproduces")
@@ -61,6 +65,12 @@ def run_show(args: argparse.Namespace) -> int:
     """GET /studies/{name}."""
     answer = _request("GET", f"/studies/{args.name}")
     return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
+
+
+def run_trials(args: argparse.Namespace) -> int:
+    """GET /studies/{name}/trials."""
+    answer = _request("GET", f"/studies/{args.name}/trials", params={"offset": args.offset, "limit": args.limit})
+    return _print(args, answer, lambda console: console.print(_trials_table(answer)))
 
 
 def run_best(args: argparse.Namespace) -> int:
@@ -158,6 +168,16 @@ def _print_best(console: Console, answer: dict[str, Any], config_out: Path | Non
         console.print(f"config written to {config_out}: hpo train --config {config_out}")
     else:
         console.print(f"config: {json.dumps(answer['config'])}")
+
+
+def _trials_table(page: dict[str, Any]) -> Table:
+    shown = f"{page['offset'] + 1}-{page['offset'] + len(page['trials'])}" if page["trials"] else "none"
+    table = Table("trial", "state", "value", "epochs", "error", title=f"trials {shown} of {page['total']}")
+    for trial in page["trials"]:
+        value = "-" if trial["value"] is None else f"{trial['value']:.4f}"
+        epochs = str(len(trial["intermediate_values"]))
+        table.add_row(str(trial["number"]), trial["state"], value, epochs, trial.get("error") or "")
+    return table
 
 
 def _table(studies: list[dict[str, Any]]) -> Table:

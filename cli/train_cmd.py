@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
 from service.settings import get_settings
-from service.spec import TrainingConfig
+from service.spec import ImageFolderDataset, TrainingConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    print(f"hpo train: loading {config.dataset.kind} {config.dataset.path or ''} on {device}", file=sys.stderr)
+    where = config.dataset.path if isinstance(config.dataset, ImageFolderDataset) else "HPO_DATA_DIR/cifar10"
+    print(f"hpo train: loading {config.dataset.kind} {where} on {device}", file=sys.stderr)
     try:
         data = load_dataset(
             config.dataset.model_dump(),

@@ -16,12 +16,22 @@ class Base(DeclarativeBase):
 
 class StudyStatus(enum.StrEnum):
     """running: workers take trials; paused: no new trials; stopped: running trials end at
-    their next epoch; completed: the budget is spent and nothing is left running or waiting."""
+    their next epoch; completed: the budget is spent and nothing is left running or waiting.
+
+    creating and deleting mark a study while POST or DELETE works on it: such a study is not
+    shown, and one left so by a crash or an outage is finished off by the API's sweep
+    (service.sweeper.finish_interrupted).
+    """
 
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
     COMPLETED = "completed"
+    CREATING = "creating"
+    DELETING = "deleting"
+
+
+IN_PROGRESS = (StudyStatus.CREATING, StudyStatus.DELETING)  # a POST or DELETE is at work: not shown
 
 
 def _now() -> datetime:

@@ -60,27 +60,35 @@ def check_parameters(
             raise ValueError(f"{field}.{key}: {exc}") from None
 
 
-class DatasetSpec(StrictModel):
-    """``{"kind": "imagefolder", "path": ...}`` or ``{"kind": "cifar10"}``, plus limit and val_fraction."""
-
-    kind: Literal["imagefolder", "cifar10"]
-    path: str | None = None  # relative to HPO_DATA_DIR; imagefolder only
+class _Dataset(StrictModel):
+    kind: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
     limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # carved from train; drives the search
 
+
+class ImageFolderDataset(_Dataset):
+    """``{"kind": "imagefolder", "path": P}``: ``train/`` and ``test/`` of class folders under HPO_DATA_DIR/P."""
+
+    kind: Literal["imagefolder"]
+    path: str  # relative to HPO_DATA_DIR; nothing outside it can be named
+
     @model_validator(mode="after")
-    def _path_inside_data_dir(self) -> DatasetSpec:
-        if self.kind == "cifar10":
-            if self.path is not None:
-                raise ValueError("cifar10 takes no path: it is read from HPO_DATA_DIR/cifar10")
-            return self
-        if self.path is None:
-            raise ValueError("imagefolder needs a path (relative to HPO_DATA_DIR)")
+    def _path_inside_data_dir(self) -> ImageFolderDataset:
         try:
             resolve_under(get_settings().data_dir, self.path)
         except DataPathError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+
+class Cifar10Dataset(_Dataset):
+    """``{"kind": "cifar10"}``: torchvision's CIFAR-10 files under HPO_DATA_DIR/cifar10."""
+
+    kind: Literal["cifar10"]
+    path: None = Field(default=None, exclude=True)  # specs stored before 2026-11-29 carry "path": null
+
+
+DatasetSpec = Annotated[ImageFolderDataset | Cifar10Dataset, Field(discriminator="kind")]
 
 
 class TPE(StrictModel):

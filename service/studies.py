@@ -15,13 +15,13 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.budget import Progress, mark_completed_if_spent, records_with_stats
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
-from service.models import StudyRecord, StudyStatus
+from service.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.search_strategy import build_pruner, build_sampler
 from service.spec import StudySpec
 
@@ -46,14 +46,15 @@ class StudyView:
 def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> StudyView:
     """Create the hpo_studies row and its Optuna study (with enqueued configs), or neither.
 
-    The row is committed first, as paused, so that a duplicate name fails before Optuna is
-    touched and no worker picks the study up half-made; it turns running once Optuna's side
-    exists. (Each side commits on its own: SQLite allows one writer at a time.)
+    The row is committed first, as ``creating``, so that a duplicate name fails before Optuna
+    is touched and nobody sees the study half-made; it turns running once Optuna's side exists.
+    (Each side commits on its own: SQLite allows one writer at a time.) If this process dies or
+    the database goes away on the way, the API's sweep removes what was left.
     """
     record = StudyRecord(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
-        status=StudyStatus.PAUSED,
+        status=StudyStatus.CREATING,
         max_trials=spec.max_trials,
         priority=spec.priority,
     )
@@ -62,7 +63,7 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise StudyExistsError(f"a study named {spec.name!r} exists already") from None
+        raise StudyExistsError(_taken(session, spec.name)) from None
     try:
         _create_optuna_study(storage, spec)
     except BaseException as exc:
@@ -80,6 +81,14 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     return get_study(session=session, name=spec.name)
 
 
+def _taken(session: Session, name: str) -> str:
+    status = study_status(session=session, name=name)
+    if status in IN_PROGRESS:
+        work = "created" if status == StudyStatus.CREATING else "deleted"
+        return f"a study named {name!r} is being {work}; try again shortly"
+    return f"a study named {name!r} exists already"
+
+
 def _create_optuna_study(storage: BaseStorage, spec: StudySpec) -> None:
     study = optuna.create_study(
         storage=storage,
@@ -95,7 +104,7 @@ def _create_optuna_study(storage: BaseStorage, spec: StudySpec) -> None:
 
 def get_study(*, session: Session, name: str) -> StudyView:
     """The study called ``name`` with its progress; completes it if its budget is spent."""
-    row = session.execute(records_with_stats(name)).first()
+    row = session.execute(records_with_stats(name).where(StudyRecord.status.not_in(IN_PROGRESS))).first()
     if row is None:
         raise StudyNotFoundError(f"no study named {name!r}")
     view = _view(row)
@@ -104,9 +113,9 @@ def get_study(*, session: Session, name: str) -> StudyView:
 
 
 def list_studies(*, session: Session) -> list[StudyView]:
-    """Every study, newest first, in one query."""
-    rows = session.execute(records_with_stats().order_by(StudyRecord.created_at.desc())).all()
-    views = [_view(row) for row in rows]
+    """Every study, newest first, in one query (those being created or deleted are not shown)."""
+    query = records_with_stats().where(StudyRecord.status.not_in(IN_PROGRESS))
+    views = [_view(row) for row in session.execute(query.order_by(StudyRecord.created_at.desc()))]
     session.commit()
     return views
 
@@ -125,7 +134,8 @@ def study_status(*, session: Session, name: str) -> str | None:
 def change_status(*, session: Session, name: str, action: str) -> StudyView:
     """Apply pause, resume or stop; StudyConflictError if the study's status does not allow it."""
     sources, target = TRANSITIONS[action]
-    record = session.execute(select(StudyRecord).where(StudyRecord.name == name).with_for_update()).scalar_one_or_none()
+    query = select(StudyRecord).where(StudyRecord.name == name, StudyRecord.status.not_in(IN_PROGRESS))
+    record = session.execute(query.with_for_update()).scalar_one_or_none()
     if record is None:
         raise StudyNotFoundError(f"no study named {name!r}")
     if record.status not in sources:
@@ -136,11 +146,29 @@ def change_status(*, session: Session, name: str, action: str) -> StudyView:
 
 
 def delete_study(*, session: Session, storage: BaseStorage, name: str) -> None:
-    """Remove the study's Optuna study with every trial, then its row."""
-    record = get_study(session=session, name=name).record
-    with contextlib.suppress(KeyError):  # the Optuna study is gone already if an earlier delete stopped half-way
+    """Remove the study's Optuna study with every trial, then its row.
+
+    The row is marked ``deleting`` first, in one statement: of several concurrent deletes one
+    wins and the others find no study (404). If this process dies half-way, the API's sweep
+    finishes the deletion.
+    """
+    mark = (
+        update(StudyRecord)
+        .where(StudyRecord.name == name, StudyRecord.status.not_in(IN_PROGRESS))
+        .values(status=StudyStatus.DELETING)  # updated_at too (its onupdate): the sweep times it
+    )
+    marked = session.connection().execute(mark).rowcount
+    session.commit()
+    if not marked:
+        raise StudyNotFoundError(f"no study named {name!r}")
+    remove_study(session=session, storage=storage, name=name)
+
+
+def remove_study(*, session: Session, storage: BaseStorage, name: str) -> None:
+    """Delete the Optuna study called ``name`` (if any) and then the row (if any)."""
+    with contextlib.suppress(KeyError):  # gone already: an earlier attempt stopped half-way
         optuna.delete_study(study_name=name, storage=storage)
-    session.delete(record)
+    session.execute(delete(StudyRecord).where(StudyRecord.name == name))
     session.commit()
 
 
@@ -151,19 +179,25 @@ def list_trials(
     view = get_study(session=session, name=name)
     if view.optuna_id is None:
         return 0, []
-    trials = storage.get_all_trials(view.optuna_id, deepcopy=False)
+    try:
+        trials = storage.get_all_trials(view.optuna_id, deepcopy=False)
+    except (KeyError, IndexError):  # Optuna's answers when the study goes while it reads
+        raise _gone_or(session, name) from None
     return len(trials), trials[offset : offset + limit]
 
 
 def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str, Any]:
     """The best completed trial: number, value, params, the config that reproduces it, metrics."""
     view = get_study(session=session, name=name)
+    no_trial = StudyConflictError(f"study {name!r} has no completed trial yet")
+    if view.optuna_id is None:
+        raise no_trial
     try:
-        if view.optuna_id is None:
-            raise ValueError("no Optuna study")
         best = storage.get_best_trial(view.optuna_id)
     except ValueError:  # Optuna's answer when no trial has completed
-        raise StudyConflictError(f"study {name!r} has no completed trial yet") from None
+        raise no_trial from None
+    except (KeyError, IndexError):
+        raise _gone_or(session, name) from None
     spec = StudySpec.model_validate(view.record.spec)
     return {
         "trial_number": best.number,
@@ -172,6 +206,15 @@ def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str
         "config": best.user_attrs.get("config") or spec.training_config(best.params).model_dump(mode="json"),
         "metrics": best.user_attrs.get("metrics", {}),
     }
+
+
+def _gone_or(session: Session, name: str) -> Exception:
+    """StudyNotFoundError if the study was deleted meanwhile, else a conflict naming the race."""
+    try:
+        get_study(session=session, name=name)
+    except StudyNotFoundError as gone:
+        return gone
+    return StudyConflictError(f"study {name!r} changed while it was read; try again")
 
 
 def trial_as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -184,6 +227,7 @@ def trial_as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
         "user_attrs": json.loads(json.dumps(trial.user_attrs, default=str)),
         "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
+        "error": trial.user_attrs.get("error"),  # why a FAIL failed (worker.runner records it)
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
         "datetime_complete": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
     }

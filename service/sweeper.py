@@ -1,23 +1,45 @@
-"""Failing and re-queueing heartbeat-stale trials (also run periodically by the API)."""
+"""The periodic clean-up: heartbeat-stale trials failed and re-queued (workers run this too), and
+studies a POST or DELETE left half-done finished off (the API runs it every few seconds)."""
 
 from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
 
 import optuna
 from sqlalchemy import select
 
 from service.database import Database
-from service.models import StudyRecord, StudyStatus
+from service.models import IN_PROGRESS, StudyRecord, StudyStatus
+from service.studies import remove_study
+
+INTERRUPTED_AFTER = timedelta(minutes=10)  # far longer than any create or delete takes
+log = logging.getLogger("hpo.sweeper")
 
 
 def sweep_stale_trials(db: Database) -> int:
     """Run Optuna's fail_stale_trials on every unfinished study; returns how many studies were swept."""
     with db.session() as session:
-        query = select(StudyRecord.name).where(StudyRecord.status != StudyStatus.COMPLETED)
+        query = select(StudyRecord.name).where(StudyRecord.status.not_in([StudyStatus.COMPLETED, *IN_PROGRESS]))
         names = session.execute(query).scalars().all()
     for name in names:
         try:
             study = optuna.load_study(study_name=name, storage=db.storage)
         except KeyError:
-            continue  # being created or deleted right now
+            continue  # its Optuna side is gone (deleted outside the API)
         optuna.storages.fail_stale_trials(study)
     return len(names)
+
+
+def finish_interrupted(db: Database, older_than: timedelta = INTERRUPTED_AFTER) -> list[str]:
+    """Remove the studies left ``creating`` or ``deleting`` for longer than ``older_than``: a POST
+    or DELETE that died half-way (its process killed, or the database gone). Returns their names."""
+    cutoff = datetime.now(UTC) - older_than
+    query = select(StudyRecord.name).where(StudyRecord.status.in_(IN_PROGRESS), StudyRecord.updated_at < cutoff)
+    with db.sessions() as session:
+        names = list(session.execute(query).scalars())
+        session.commit()
+        for name in names:
+            log.warning("study %r was left half-created or half-deleted: removing it", name)
+            remove_study(session=session, storage=db.storage, name=name)
+    return names

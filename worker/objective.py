@@ -39,7 +39,7 @@ class TrialObjective:
     device: Any
     data_dir: Path
     cache_dir: Path
-    artifact_dir: Path
+    checkpoint_dir: Path  # the study's artifact folder (service.artifacts.study_artifact_dir)
     allow_download: bool
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
@@ -56,7 +56,7 @@ class TrialObjective:
         params = suggest(trial, self.spec)
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
-        checkpoint = self.artifact_dir / self.spec.name / f"trial-{trial.number if root is None else root}.pt"
+        checkpoint = self.checkpoint_dir / f"trial-{trial.number if root is None else root}.pt"
         resume_epoch = checkpoint_epoch(checkpoint) if root is not None else None
         attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
         if resume_epoch is not None:

@@ -9,43 +9,50 @@ objective's first ``suggest`` as always in Optuna.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from service.optuna_internals import heartbeat_thread, tell, trial_handle
+from service.optuna_internals import TunedRDBStorage, heartbeat_thread, tell, trial_handle
 
 log = logging.getLogger("hpo.worker")
+ERROR_CHARS = 500  # of a failed trial's "error" attribute
 
 
 def run_claimed(
     study: optuna.Study,
     trial_id: int,
     objective: Callable[[optuna.Trial], float],
-    storage: BaseStorage,
+    storage: TunedRDBStorage,
     first_beat_done: bool = False,
 ) -> TrialState:
     """Run ``objective`` on the claimed trial while its heartbeat beats; returns the state told.
 
     ``storage`` records the heartbeats (``first_beat_done``: the claim recorded the first). An
-    exception from the objective ends the trial as FAIL (logged), TrialPruned as PRUNED.
+    exception from the objective ends the trial as FAIL, with the user attribute ``error``
+    (its type and message) and a log line; TrialPruned ends it as PRUNED.
     """
     trial = trial_handle(study, trial_id)
     value: float | None = None
     state: TrialState | None = None  # None: COMPLETE if the value is a finite number, else FAIL
+    error: str | None = None
     with heartbeat_thread(storage, trial_id, first_beat_done=first_beat_done):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
         except Exception as exc:
-            state = TrialState.FAIL
+            state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
             log.warning("trial %s failed: %r", trial.number, exc, exc_info=True)
         except BaseException:
             tell(study, trial, None, TrialState.FAIL)
             raise
+    if state is None and not (isinstance(value, int | float) and math.isfinite(value)):
+        error = f"the objective returned {value!r}, not a finite number"
+    if error is not None:
+        storage.set_user_attrs_on_finish(trial_id, {"error": error[:ERROR_CHARS]})  # committed with the FAIL
     told, failure = tell(study, trial, value, state)
     if failure is not None:
         log.warning("trial %s failed: %s", trial.number, failure)

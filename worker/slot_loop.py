@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from service import studies
+from service.artifacts import study_artifact_dir
 from service.database import Database
 from service.db_retry import call_with_retry
 from service.models import StudyRecord, StudyStatus
@@ -90,7 +91,7 @@ class SlotLoop:
             device=self.device,
             data_dir=self.settings.data_dir,
             cache_dir=self.settings.cache_dir,
-            artifact_dir=self.settings.artifact_dir,
+            checkpoint_dir=study_artifact_dir(self.settings.artifact_dir, claim.record.id),
             allow_download=self.settings.allow_download,
             should_stop=self.stop.is_set,
             study_stopped=self._stopped_checker(claim.record.name),

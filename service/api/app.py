@@ -20,7 +20,7 @@ from service.api.schemas import Health
 from service.database import Database
 from service.migrate import migrate
 from service.settings import get_settings
-from service.sweeper import sweep_stale_trials
+from service.sweeper import finish_interrupted, sweep_stale_trials
 
 log = logging.getLogger("hpo.api")
 MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueued configs fit easily
@@ -42,12 +42,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def _sweep_forever(database: Database, interval: float) -> None:
-    """Fail and re-queue heartbeat-stale trials even when no worker is starting trials."""
+    """Fail and re-queue heartbeat-stale trials even when no worker is starting trials, and finish
+    off studies a POST or DELETE left half-done."""
     while True:
-        try:
-            await asyncio.to_thread(sweep_stale_trials, database)
-        except Exception:  # the database may be restarting; try again next round
-            log.exception("stale-trial sweep failed")
+        for sweep in (sweep_stale_trials, finish_interrupted):
+            try:
+                await asyncio.to_thread(sweep, database)
+            except Exception:  # the database may be restarting; try again next round
+                log.exception("%s failed", sweep.__name__)
         await asyncio.sleep(interval)
 
 
@@ -63,7 +65,7 @@ def create_app() -> FastAPI:
     app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)  # 413 before parsing
 
-    @app.get("/healthz", response_model=Health, tags=["health"])
+    @app.get("/healthz", response_model=Health, tags=["health"], responses={503: {"model": Health}})
     def healthz(database: DatabaseDep) -> JSONResponse:
         """Whether the database answers (no token needed)."""
         try:

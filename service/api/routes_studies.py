@@ -6,25 +6,26 @@ Plain ``def`` routes: FastAPI runs them in its thread pool, so blocking database
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
 from service import studies
 from service.api.deps import SessionDep, StorageDep, authorize
-from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage
+from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
 from service.spec import StudySpec
 
-router = APIRouter(prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)])
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study of that name"}}
+router = APIRouter(
+    prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)], responses=answers(401, 403, 503)
+)
+NOT_FOUND = answers(404)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=StudyOut,
-    responses={409: {"description": "name taken"}, 422: {"description": "invalid spec; nothing written"}},
+    responses={**answers(400, 409, 413), 422: {"description": "invalid spec; nothing written"}},
 )
 def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> StudyOut:
     """Start a search. The spec is validated in full before anything is written."""
@@ -58,9 +59,7 @@ def list_trials(
     )
 
 
-@router.get(
-    "/{name}/best", response_model=BestOut, responses={**NOT_FOUND, 409: {"description": "no trial has completed yet"}}
-)
+@router.get("/{name}/best", response_model=BestOut, responses=answers(404, 409))
 def best(name: str, session: SessionDep, storage: StorageDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
     return BestOut(**studies.best_trial(session=session, storage=storage, name=name))
@@ -85,7 +84,7 @@ for _action in studies.TRANSITIONS:
         methods=["POST"],
         response_model=StudyOut,
         name=f"{_action}_study",
-        responses={**NOT_FOUND, 409: {"description": "not allowed now"}},
+        responses=answers(404, 409),
     )
 
 

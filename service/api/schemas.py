@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from service.settings import get_settings
 from service.studies import StudyView
@@ -26,6 +26,12 @@ class StudyOut(BaseModel):
     dashboard_url: str | None
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _in_utc(cls, moment: datetime) -> datetime:
+        """SQLite hands back naive datetimes; they were stored in UTC, and JSON needs the offset."""
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
     @classmethod
     def from_view(cls, view: StudyView) -> StudyOut:
@@ -59,6 +65,7 @@ class TrialOut(BaseModel):
     intermediate_values: dict[str, float]
     user_attrs: dict[str, Any]
     retry_of: int | None
+    error: str | None  # a failed trial's exception, type and message
     datetime_start: str | None
     datetime_complete: str | None
 
@@ -87,3 +94,30 @@ class Health(BaseModel):
 
     status: str
     database: str
+
+
+class Problem(BaseModel):
+    """Why a request was refused (every 4xx and 5xx but 413 and 422)."""
+
+    detail: str
+
+
+def answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for these refusals, so generated clients and fuzzers know every answer."""
+    described = {
+        400: "the body could not be read (it is not text in UTF-8)",
+        401: "no valid token (only when HPO_API_TOKEN is set)",
+        403: "the viewer token may only read",
+        404: "no study of that name",
+        409: "the study's state does not allow it (see detail)",
+        503: "the database is not answering; try again after Retry-After seconds",
+    }
+    entries: dict[int | str, dict[str, Any]] = {
+        code: {"model": Problem, "description": described[code]} for code in codes if code in described
+    }
+    if 413 in codes:
+        entries[413] = {
+            "description": "the body is over 1 MB (refused before it is parsed)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    return entries

@@ -54,6 +54,11 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
 
     human = hpo(live_api, "study", "show", "cli-study")
     assert "completed" in human.stdout and "2/2" in human.stdout
+    page = json.loads(hpo(live_api, "study", "trials", "cli-study", "--json").stdout)
+    assert page["total"] == 2 and {t["state"] for t in page["trials"]} == {"complete"}
+    assert all(t["error"] is None for t in page["trials"])
+    listed_trials = hpo(live_api, "study", "trials", "cli-study")
+    assert "trials 1-2 of 2" in listed_trials.stdout and "complete" in listed_trials.stdout
 
 
 def test_invalid_spec_is_a_clear_error_without_traceback(live_api, tmp_path):

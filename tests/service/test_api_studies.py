@@ -242,3 +242,10 @@ def test_a_body_over_a_megabyte_is_refused_before_it_is_parsed(api):
     answer = api.post("/studies", content=chunks(), headers={"Content-Type": "application/json"})
     assert answer.status_code == 413
     assert api.get("/studies").json() == []
+
+
+def test_a_body_that_is_not_utf8_is_a_documented_400(api):
+    answer = api.post("/studies", content=b"\xff\xfeg", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "detail" in answer.json()
+    documented = api.get("/openapi.json").json()["paths"]["/studies"]["post"]["responses"]
+    assert {"400", "401", "403", "409", "413", "422", "503"} <= set(documented)

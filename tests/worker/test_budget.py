@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 
-from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, trials
+from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, study_view, trials
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,10 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     assert pruned, "no trial was pruned"
     assert sum(len(t.intermediate_values) for t in done) < budget * epochs
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
+    folder = (tmp_path / f"study-{study_view(pg_db, 's').record.id}").resolve()  # by the study's id, not its name
     for trial in complete:  # the recorded attributes of a finished trial
+        assert Path(trial.user_attrs["checkpoint"]) == folder / f"trial-{trial.number}.pt"
+        assert (folder / f"trial-{trial.number}.pt").is_file()
         assert {"config", "metrics", "worker", "checkpoint"} <= set(trial.user_attrs)
         metrics = trial.user_attrs["metrics"]
         assert {"val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device"} <= set(metrics)
