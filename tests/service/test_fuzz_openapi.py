@@ -37,3 +37,26 @@ def test_no_input_causes_a_server_error_or_an_undocumented_answer(case, started)
     case.call_and_validate(
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     )
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+    """Random sequences of calls. The schema declares no links between operations yet, and few
+    generated specs are valid, so these seldom reach a live study: the read/delete races are
+    tested by tests/service/test_api_failures.py, not here."""
+
+    def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_sequences_of_calls_cause_no_server_error_or_undocumented_answer(started):
+    Sequences.run(
+        settings=settings(
+            max_examples=max(5, EXAMPLES // 2),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
