@@ -7,8 +7,7 @@ needs the database: the API keeps it on ``app.state``, a worker slot holds its o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,16 +61,9 @@ class Database:
                 self._storage = build_storage(self.engine, interval, grace)
             return self._storage
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits when the block ends and rolls back if it raises."""
-        with self.sessions() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+    def session(self) -> AbstractContextManager[Session]:
+        """A session that commits when the block ends and rolls back if it raises (SQLAlchemy's own)."""
+        return self.sessions.begin()
 
     def dispose(self) -> None:
         """Close every pooled connection (at shutdown, and between tests)."""
