@@ -60,6 +60,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         lifespan=_lifespan,
         description="Distributed hyperparameter search for image models.",
+        generate_unique_id_function=lambda route: route.name,  # operationIds a generated client can use
     )
     app.include_router(studies_router)
     app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens
