@@ -1,0 +1,177 @@
+"""The sections of the GPU check (benchmarks/gpu_check.py): each takes a Check and returns what it
+measured as a JSON-ready dict. Each creates its studies on its own SQLite file and runs the real
+``worker`` command on them, or calls the training loop directly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.common import data_dir
+
+if TYPE_CHECKING:
+    from benchmarks.gpu_check import Sizes
+
+GOOD_CONFIG = {  # SGD with Nesterov and a one-cycle schedule: the classic recipe for small CIFAR CNNs
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "batch_size": 256,
+    "aug_strength": 0.6,
+    "label_smoothing": 0.1,
+}
+
+
+@dataclass
+class Check:
+    """Where a run keeps its files, and what it has measured so far."""
+
+    sizes: Sizes
+    work: Path  # scratch: databases, artifacts, worker logs
+    results: dict[str, Any]
+
+    def study(self, name: str, *, trials: int, epochs: int, width: float, batch: list[int]) -> str:
+        """Create a study on its own SQLite file; returns that database's URL."""
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+
+        from service.database import Database
+        from service.migrate import migrate
+        from service.settings import Settings
+        from service.spec import StudySpec
+        from service.studies import create_study
+
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)  # Optuna's heartbeat API
+        url = f"sqlite:///{self.work / name}.db"
+        spec = StudySpec.model_validate(
+            {
+                "name": name,
+                "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": self.sizes.smoke_limit},
+                "search_space": {
+                    "lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True},
+                    "batch_size": {"type": "categorical", "choices": batch},
+                    "width": width,
+                },
+                "epochs": epochs,
+                "max_trials": trials,
+                "pruner": {"name": "none"},
+                "sampler": {"name": "random", "seed": 0},
+            }
+        )
+        database = Database.from_settings(Settings(database_url=url))
+        migrate(database)
+        with database.sessions() as session:
+            create_study(session=session, storage=database.storage, spec=spec)
+        database.dispose()
+        return url
+
+    def run_worker(self, url: str, name: str, trials_per_gpu: int) -> float:
+        """Run ``worker --burst`` on one study until it is done; returns its wall seconds."""
+        command = [sys.executable, "-m", "worker.cli", "--gpus", self.sizes.gpus, "--trials-per-gpu"]
+        command += [str(trials_per_gpu), "--study", name, "--burst", "--plain", "--poll", "0.5"]
+        env = {**os.environ, "HPO_DATABASE_URL": url, "HPO_ARTIFACT_DIR": str(self.work / f"{name}-artifacts")}
+        started = time.perf_counter()
+        with open(self.work / "workers.log", "a") as log:
+            log.write(f"\n$ {' '.join(command)}\n")
+            log.flush()
+            subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.sizes.worker_timeout)
+        return time.perf_counter() - started
+
+
+def trial_rows(url: str, name: str) -> list[dict[str, Any]]:
+    """State, parameters and measured metrics of every trial of a study."""
+    import optuna
+
+    rows = []
+    for trial in optuna.load_study(study_name=name, storage=url).trials:
+        metrics = trial.user_attrs.get("metrics", {})
+        rows.append(
+            {
+                "trial": trial.number,
+                "state": trial.state.name,
+                "batch_size": trial.params.get("batch_size"),
+                "images_per_second": metrics.get("images_per_second"),
+                "val_accuracy": metrics.get("val_accuracy"),
+                "test_accuracy": metrics.get("test_accuracy"),
+                "device": metrics.get("device"),
+                "error": trial.user_attrs.get("error"),
+            }
+        )
+    return rows
+
+
+def smoke(check: Check) -> dict[str, Any]:
+    """Two trials side by side on one GPU, through the real worker."""
+    sizes = check.sizes
+    url = check.study(
+        "smoke", trials=sizes.smoke_trials, epochs=sizes.smoke_epochs, width=sizes.smoke_width, batch=[256, 512]
+    )
+    seconds = check.run_worker(url, "smoke", trials_per_gpu=2)
+    rows = trial_rows(url, "smoke")
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    return {"seconds": seconds, "trials": rows, "complete": len(complete), "ok": len(complete) == sizes.smoke_trials}
+
+
+def throughput(check: Check) -> dict[str, Any]:
+    """Images/s of objectives.train against the seed loop (benchmarks/train_throughput.py's two sides)."""
+    import torch
+
+    from benchmarks.train_throughput import objectives_loop, seed_loop
+    from objectives.data import load_dataset
+
+    sizes = check.sizes
+    device = torch.device("cuda" if sizes.gpus != "cpu" else "cpu")
+    spec = {"kind": "imagefolder", "path": "cifar10-sample", "limit": sizes.throughput_limit, "val_fraction": 0.1}
+    data = load_dataset(spec, data_dir=data_dir(), device=device)
+    objectives_loop(data, sizes.throughput_widths[0], 1, device)  # warm-up: allocator, kernels
+    rows = []
+    for width in sizes.throughput_widths:
+        ours = objectives_loop(data, width, sizes.throughput_epochs, device)
+        seeds = {w: seed_loop(data, width, sizes.throughput_epochs, w, device) for w in sizes.seed_workers}
+        rows.append(
+            {"width": width, "objectives_img_s": ours, "seed_img_s": seeds, "ratio": ours / max(seeds.values())}
+        )
+    return {"rows": rows, "images": len(data.train), "epochs": sizes.throughput_epochs}
+
+
+def packing(check: Check) -> dict[str, Any]:
+    """Trials per hour of the same short study with 1, 2, 4 trials side by side on the GPU."""
+    sizes = check.sizes
+    rows = []
+    for slots in sizes.packing_slots:
+        name = f"packing-{slots}"
+        url = check.study(
+            name, trials=sizes.packing_trials, epochs=sizes.packing_epochs, width=sizes.packing_width, batch=[256]
+        )
+        seconds = check.run_worker(url, name, trials_per_gpu=slots)
+        complete = sum(r["state"] == "COMPLETE" for r in trial_rows(url, name))
+        rows.append(
+            {"trials_per_gpu": slots, "seconds": seconds, "complete": complete, "per_hour": complete * 3600 / seconds}
+        )
+    base = rows[0]["per_hour"] or float("nan")
+    return {"rows": rows, "gain_at_most_slots": rows[-1]["per_hour"] / base}
+
+
+def result_quality(check: Check) -> dict[str, Any]:
+    """One good config trained on the full training set; validation and held-out test accuracy."""
+    import torch
+
+    from objectives.data import load_dataset
+    from objectives.train import train
+
+    sizes = check.sizes
+    device = torch.device("cuda" if sizes.gpus != "cpu" else "cpu")
+    spec = {"kind": "imagefolder", "path": sizes.quality_dataset, "limit": sizes.quality_limit, "val_fraction": 0.1}
+    tick = time.perf_counter()
+    data = load_dataset(spec, data_dir=data_dir(), device=device)
+    load_seconds = time.perf_counter() - tick
+    params = {**GOOD_CONFIG, "width": sizes.quality_width}
+    result = train(data, params=params, epochs=sizes.quality_epochs, seed=0, device=device)
+    return {"dataset": spec, "load_seconds": load_seconds, "params": params, **result.as_dict()}

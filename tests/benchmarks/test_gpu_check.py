@@ -1,0 +1,32 @@
+"""scripts/gpu_check.sh, the one prepared GPU check, runs as written: its dry run does every
+section on the CPU at tiny sizes, through the real worker, SQLite and the bundled images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_check_dry_run_runs_every_section_and_writes_its_results(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu_check.json").read_text())
+    sections = results["sections"]
+    assert list(sections) == ["smoke", "throughput", "packing", "result_quality"]
+    assert not [name for name, section in sections.items() if "error" in section]
+    smoke = sections["smoke"]
+    assert smoke["complete"] == 2 and all(t["images_per_second"] > 0 for t in smoke["trials"])
+    assert [row["trials_per_gpu"] for row in sections["packing"]["rows"]] == [1, 2]
+    assert all(row["complete"] == 2 for row in sections["packing"]["rows"])
+    assert 0 <= sections["result_quality"]["test_accuracy"] <= 1
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "FAILED" not in summary and "result_quality:" in summary
+    assert "== summary" in (tmp_path / "gpu_check.log").read_text()
+    assert (tmp_path / "workers.log").stat().st_size > 0
