@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
+from pydantic import ValidationError
 
 from service import studies
 from service.artifacts import study_artifact_dir
@@ -22,13 +23,14 @@ from service.search_strategy import build_pruner, build_sampler
 from service.settings import Settings
 from service.spec import StudySpec
 from service.sweeper import sweep_stale_trials
-from worker.claims import claim_trial
+from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
 from worker.runner import run_claimed
 from worker.slots import SlotConfig, TrialQuota
 from worker.study_choice import choose, survey
 
 log = logging.getLogger("hpo.worker")
+STOPPED_OR_GONE = (StudyStatus.STOPPED, StudyStatus.DELETING, None)  # None: the row is gone
 SURVEY_SECONDS = 5.0  # how long a slot keeps serving one study before looking at all of them again
 STATUS_SECONDS = 2.0  # how often a running trial asks whether its study was stopped
 
@@ -80,11 +82,32 @@ class SlotLoop:
             self.stop.wait(self.slot.poll_seconds)
 
     def run_trial(self, name: str) -> bool:
-        """Claim and run one trial of ``name``; False if the study had nothing to start."""
+        """Claim and run one trial of ``name``; False if the study had nothing to start, or went.
+
+        A fault that concerns this trial alone (a spec this version cannot read, the study
+        deleted while the trial ran) fails or drops the trial; the slot goes on serving.
+        """
         claim = call_with_retry(claim_trial, self.db, name, self.storage, {"worker": self.identity})
         if claim is None:
             return False
-        spec, study = self._study(claim.record)
+        try:
+            self._run_claimed(claim)
+        except KeyError:  # Optuna's answer for a study or trial that is not there
+            if call_with_retry(self._optuna_study_exists, name):
+                raise
+            log.warning("study %s was deleted while its trial ran; the trial went with it", name)
+            self._loaded.pop((claim.record.name, claim.record.id), None)
+            return False
+        return True
+
+    def _run_claimed(self, claim: Claim) -> None:
+        try:
+            spec, study = self._study(claim.record)
+        except ValidationError as exc:  # e.g. a spec written by another version of the service
+            log.warning("study %s: its spec does not validate here; failing the trial", claim.record.name)
+            failing = optuna.load_study(study_name=claim.record.name, storage=self.storage)
+            run_claimed(failing, claim.trial_id, _raise(exc), self.db.storage, claim.first_beat_committed)
+            return
         study.sampler = build_sampler(spec, seed_offset=claim.progress.slots_taken)
         objective = self.objective_class(
             spec=spec,
@@ -103,7 +126,9 @@ class SlotLoop:
             call_with_retry(hand_back, study, objective.trial_number)
         # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).
         call_with_retry(optuna.storages.fail_stale_trials, study)
-        return True
+
+    def _optuna_study_exists(self, name: str) -> bool:
+        return name in optuna.get_all_study_names(self.db.storage)
 
     def _study(self, record: StudyRecord) -> tuple[StudySpec, optuna.Study]:
         """The study's validated spec and Optuna study, loaded once per process."""
@@ -117,12 +142,12 @@ class SlotLoop:
         return self._loaded[key]
 
     def _stopped_checker(self, name: str) -> Callable[[], bool]:
-        """Whether the study was stopped, asked of the database at most every STATUS_SECONDS."""
+        """Whether the study was stopped (or deleted), asked of the database at most every STATUS_SECONDS."""
         checked = {"at": time.monotonic(), "stopped": False}  # it was running when the trial started
 
         def stopped() -> bool:
             if time.monotonic() - checked["at"] >= STATUS_SECONDS:
-                checked["stopped"] = call_with_retry(self._status, name) == StudyStatus.STOPPED
+                checked["stopped"] = call_with_retry(self._status, name) in STOPPED_OR_GONE
                 checked["at"] = time.monotonic()
             return bool(checked["stopped"])
 
@@ -131,3 +156,12 @@ class SlotLoop:
     def _status(self, name: str) -> str | None:
         with self.db.session() as session:
             return studies.study_status(session=session, name=name)
+
+
+def _raise(exc: Exception) -> Callable[[optuna.Trial], float]:
+    """An objective that fails with ``exc`` (so the trial ends FAIL with it as the reason)."""
+
+    def objective(_: optuna.Trial) -> float:
+        raise exc
+
+    return objective

@@ -1,0 +1,91 @@
+"""Faults that concern one trial fail or drop that trial; the slot carries on serving the others.
+
+The slot loop runs in this process (as a worker child runs it) with training replaced by a
+zero-cost objective: what is tested is the loop's handling, not training.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from sqlalchemy import update
+
+from objectives.train import TrainResult
+from service.models import StudyRecord
+from service.settings import get_settings
+from service.studies import delete_study
+from tests.worker.helpers import new_study, trials
+from worker.objective import TrialObjective
+from worker.slot_loop import SlotLoop
+from worker.slots import SlotConfig, TrialQuota
+
+
+def _zero_train(data: Any, *, report: Any, epochs: int, **_: Any) -> TrainResult:
+    for epoch in range(1, epochs + 1):
+        report(epoch, 0.1 * epoch)
+    return TrainResult(0.5, 0.5, loss=0.0, epochs=epochs, seconds=0.0, images_per_second=0.0, device="cpu", threads=1)
+
+
+def _no_data(*_: Any, **__: Any) -> None:
+    return None
+
+
+def _slot_loop(db, objective: type[TrialObjective]) -> SlotLoop:
+    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
+    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
+    loop.objective_class = objective
+    return loop
+
+
+def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serves_the_next(db):
+    new_study(db, name="doomed", max_trials=2, priority=5)  # served first
+    new_study(db, name="other", max_trials=3)
+
+    deleted: list[str] = []
+
+    def delete_mid_training(data: Any, *, report: Any, epochs: int, **_: Any) -> TrainResult:
+        if not deleted:  # the first trial is doomed's (its priority is higher)
+            report(1, 0.1)
+            with db.sessions() as session:
+                delete_study(session=session, storage=db.storage, name="doomed")
+            deleted.append("doomed")
+        return _zero_train(data, report=report, epochs=epochs)
+
+    @dataclass
+    class DeletesItsStudy(TrialObjective):
+        load_fn: Any = _no_data
+        train_fn: Any = delete_mid_training
+
+    _slot_loop(db, DeletesItsStudy).run()  # raised KeyError from Optuna before
+
+    assert deleted and [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 3
+    assert "doomed" not in optuna.get_all_study_names(db.storage)
+
+
+def test_a_spec_that_no_longer_validates_fails_its_trial_with_the_reason_and_the_slot_goes_on(db):
+    new_study(db, name="broken", max_trials=1, priority=5)
+    new_study(db, name="other", max_trials=2)
+    with db.sessions() as session:  # e.g. written by an older or newer version of the service
+        broken = {**_record_spec(session, "broken"), "epochs": 0}
+        session.execute(update(StudyRecord).where(StudyRecord.name == "broken").values(spec=broken))
+        session.commit()
+
+    @dataclass
+    class ZeroCost(TrialObjective):
+        load_fn: Any = _no_data
+        train_fn: Any = _zero_train
+
+    _slot_loop(db, ZeroCost).run()  # left the trial RUNNING and raised ValidationError before
+
+    [failed] = trials(db, "broken")
+    assert failed.state == TrialState.FAIL
+    assert "ValidationError" in failed.user_attrs["error"] and "epochs" in failed.user_attrs["error"]
+    assert [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 2
+
+
+def _record_spec(session, name: str) -> dict[str, Any]:
+    return dict(session.query(StudyRecord).filter_by(name=name).one().spec)
