@@ -14,6 +14,7 @@ import optuna
 from service.database import Database
 from service.settings import get_settings
 from worker.progress import child_logging
+from worker.signals import StopKind, StopRequests
 from worker.slot_loop import SlotLoop
 from worker.slots import SlotConfig, TrialQuota
 
@@ -32,7 +33,8 @@ def child_main(slot: SlotConfig, quota: TrialQuota, log_queue: Any = None) -> No
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor turns Ctrl-C into SIGTERM for us
-    signal.signal(signal.SIGTERM, lambda *_: _on_sigterm(stop))
+    requests = StopRequests()
+    signal.signal(signal.SIGTERM, lambda signum, _: _on_sigterm(stop, requests.receive(signum)))
     import torch
 
     if slot.threads:
@@ -46,8 +48,10 @@ def child_main(slot: SlotConfig, quota: TrialQuota, log_queue: Any = None) -> No
         database.dispose()
 
 
-def _on_sigterm(stop: threading.Event) -> None:
-    if stop.is_set():
-        os._exit(143)  # second signal: stop now; the running trial goes stale and is retried elsewhere
+def _on_sigterm(stop: threading.Event, kind: StopKind) -> None:
+    if kind is StopKind.REPEAT:  # the group's SIGTERM and the supervisor's: one request
+        return
+    if kind is StopKind.NOW:
+        os._exit(143)  # a later signal: stop now; the running trial goes stale and is retried elsewhere
     log.info("shutting down: the running trial stops at its next epoch end and is handed back")
     stop.set()

@@ -11,17 +11,19 @@ from typing import Any
 
 from worker.child_process import child_main
 from worker.progress import terminal_progress
+from worker.signals import RestartPolicy, StopKind, StopRequests
 from worker.slots import SlotConfig, TrialQuota
 
 log = logging.getLogger("hpo.worker")
-RESTART_BACKOFF = (1, 2, 5, 10, 30)  # seconds before restarting a child that keeps dying
 
 
 class Supervisor:
     """Starts the children, restarts crashed ones (logging why), and handles SIGTERM/SIGINT.
 
     First signal: children finish their current epoch, hand their trial back, and exit.
-    Second signal: children are killed at once (their trials go stale and are retried).
+    Second signal: children are killed at once (their trials go stale and are retried), unless
+    it is a SIGTERM right after the first (worker.signals: the same request, e.g. to the group).
+    A crashed child is restarted after a backoff that does not hold up watching the others.
     """
 
     def __init__(self, slots: list[SlotConfig], max_trials: int | None, bars: bool = False) -> None:
@@ -30,7 +32,10 @@ class Supervisor:
         self.context = mp.get_context("spawn")  # never fork: CUDA must not be initialised in a parent
         self.quota = TrialQuota(self.context, max_trials)  # --max-trials, shared by the children
         self.procs: dict[int, BaseProcess] = {}
-        self.crashes: dict[int, int] = {}
+        self.started_at: dict[int, float] = {}  # time.monotonic() each slot's child started
+        self.restart_at: dict[int, float] = {}  # slots waiting out their backoff, and until when
+        self.restarts = RestartPolicy()
+        self.stop_requests = StopRequests()
         self.shutdown = False
         self.log_queue: Any = None  # where children send their log records while the bars are drawn
 
@@ -46,14 +51,19 @@ class Supervisor:
     def _supervise(self) -> None:
         for slot in self.slots:
             self._start(slot)
-        while self.procs:
+        while self.procs or (self.restart_at and not self.shutdown):
             time.sleep(0.2)
             for index, proc in list(self.procs.items()):
                 if proc.is_alive():
                     continue
                 del self.procs[index]
                 if proc.exitcode != 0 and not self.shutdown:
-                    self._restart(self.slots[index], proc.exitcode)
+                    self._schedule_restart(self.slots[index], proc.exitcode)
+            now = time.monotonic()
+            for index, due in list(self.restart_at.items()):
+                if now >= due and not self.shutdown:
+                    del self.restart_at[index]
+                    self._start(self.slots[index])
 
     def _start(self, slot: SlotConfig) -> None:
         proc = self.context.Process(
@@ -63,24 +73,24 @@ class Supervisor:
         )
         proc.start()
         self.procs[slot.index] = proc
+        self.started_at[slot.index] = time.monotonic()
 
-    def _restart(self, slot: SlotConfig, exitcode: int | None) -> None:
+    def _schedule_restart(self, slot: SlotConfig, exitcode: int | None) -> None:
         reason = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
-        crashes = self.crashes.get(slot.index, 0)
-        delay = RESTART_BACKOFF[min(crashes, len(RESTART_BACKOFF) - 1)]
+        delay = self.restarts.delay(slot.index, time.monotonic() - self.started_at[slot.index])
         log.warning(
             "slot %s died (%s); restarting in %ss. Its trial, if any, is retried after its heartbeat goes stale",
             slot.index,
             reason,
             delay,
         )
-        self.crashes[slot.index] = crashes + 1
-        time.sleep(delay)
-        if not self.shutdown:
-            self._start(slot)
+        self.restart_at[slot.index] = time.monotonic() + delay
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        if not self.shutdown:
+        kind = self.stop_requests.receive(signum)
+        if kind is StopKind.REPEAT:
+            return
+        if kind is StopKind.WARM:
             self.shutdown = True
             log.info(
                 "%s: finishing current epochs and handing trials back (again to stop at once)",
