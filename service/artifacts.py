@@ -1,15 +1,37 @@
-"""Where a study's files (its trials' checkpoints) live under HPO_ARTIFACT_DIR."""
+"""Where a study's files (its trials' checkpoints) live under HPO_ARTIFACT_DIR, and removing them."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+log = logging.getLogger("hpo.service")
 
-def study_artifact_dir(root: Path, study_id: int) -> Path:
-    """``root/study-<id>``: named by the study's database id, never by its user-chosen name, so
-    that no name can lead elsewhere; checked to lie under ``root`` all the same."""
+
+def study_artifact_dir(root: Path, study_id: int, created_at: datetime) -> Path:
+    """``root/study-<id>-<created, UTC, to the microsecond>``: one folder per created study.
+
+    Named by the study's database id, never by its user-chosen name, so that no name can lead
+    elsewhere (checked all the same). The creation time makes the name unique even where the
+    database reuses ids (SQLite reuses the highest id after a delete), so a new study never
+    resumes a deleted one's checkpoints.
+    """
+    moment = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)  # SQLite: naive UTC
     base = Path(root).resolve()
-    folder = (base / f"study-{int(study_id)}").resolve()
+    folder = (base / f"study-{int(study_id)}-{moment.astimezone(UTC):%Y%m%d%H%M%S%f}").resolve()
     if folder.parent != base:
         raise ValueError(f"artifact folder {folder} is not directly under HPO_ARTIFACT_DIR={base}")
     return folder
+
+
+def remove_study_artifacts(root: Path, study_id: int, created_at: datetime) -> None:
+    """Delete the study's artifact folder, if this process can see it (log why not, otherwise)."""
+    folder = study_artifact_dir(root, study_id, created_at)
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove the artifacts of a deleted study at %s: %s", folder, exc)

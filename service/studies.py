@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +20,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.artifacts import remove_study_artifacts
 from service.budget import Progress, mark_completed_if_spent, records_with_stats
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
@@ -145,8 +147,8 @@ def change_status(*, session: Session, name: str, action: str) -> StudyView:
     return get_study(session=session, name=name)
 
 
-def delete_study(*, session: Session, storage: BaseStorage, name: str) -> None:
-    """Remove the study's Optuna study with every trial, then its row.
+def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> None:
+    """Remove the study's Optuna study with every trial, then its row, then its artifacts.
 
     The row is marked ``deleting`` first, in one statement: of several concurrent deletes one
     wins and the others find no study (404). If this process dies half-way, the API's sweep
@@ -161,15 +163,20 @@ def delete_study(*, session: Session, storage: BaseStorage, name: str) -> None:
     session.commit()
     if not marked:
         raise StudyNotFoundError(f"no study named {name!r}")
-    remove_study(session=session, storage=storage, name=name)
+    remove_study(session=session, storage=storage, name=name, artifact_root=artifact_root)
 
 
-def remove_study(*, session: Session, storage: BaseStorage, name: str) -> None:
-    """Delete the Optuna study called ``name`` (if any) and then the row (if any)."""
+def remove_study(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> None:
+    """Delete the Optuna study called ``name`` (if any), then the row and its artifacts (if any)."""
+    identity = session.execute(
+        select(StudyRecord.id, StudyRecord.created_at).where(StudyRecord.name == name)
+    ).one_or_none()
     with contextlib.suppress(KeyError):  # gone already: an earlier attempt stopped half-way
         optuna.delete_study(study_name=name, storage=storage)
     session.execute(delete(StudyRecord).where(StudyRecord.name == name))
     session.commit()
+    if identity is not None:
+        remove_study_artifacts(artifact_root, *identity)
 
 
 def list_trials(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import optuna
 from sqlalchemy import select
@@ -31,7 +32,7 @@ def sweep_stale_trials(db: Database) -> int:
     return len(names)
 
 
-def finish_interrupted(db: Database, older_than: timedelta = INTERRUPTED_AFTER) -> list[str]:
+def finish_interrupted(db: Database, artifact_root: Path, older_than: timedelta = INTERRUPTED_AFTER) -> list[str]:
     """Remove the studies left ``creating`` or ``deleting`` for longer than ``older_than``: a POST
     or DELETE that died half-way (its process killed, or the database gone). Returns their names."""
     cutoff = datetime.now(UTC) - older_than
@@ -41,5 +42,5 @@ def finish_interrupted(db: Database, older_than: timedelta = INTERRUPTED_AFTER) 
         session.commit()
         for name in names:
             log.warning("study %r was left half-created or half-deleted: removing it", name)
-            remove_study(session=session, storage=db.storage, name=name)
+            remove_study(session=session, storage=db.storage, name=name, artifact_root=artifact_root)
     return names

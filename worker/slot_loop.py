@@ -114,7 +114,7 @@ class SlotLoop:
             device=self.device,
             data_dir=self.settings.data_dir,
             cache_dir=self.settings.cache_dir,
-            checkpoint_dir=study_artifact_dir(self.settings.artifact_dir, claim.record.id),
+            checkpoint_dir=study_artifact_dir(self.settings.artifact_dir, claim.record.id, claim.record.created_at),
             allow_download=self.settings.allow_download,
             should_stop=self.stop.is_set,
             study_stopped=self._stopped_checker(claim.record.name),

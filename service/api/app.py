@@ -44,12 +44,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _sweep_forever(database: Database, interval: float) -> None:
     """Fail and re-queue heartbeat-stale trials even when no worker is starting trials, and finish
     off studies a POST or DELETE left half-done."""
+    artifact_root = get_settings().artifact_dir
+    sweeps = {
+        "stale trial sweep": lambda: sweep_stale_trials(database),
+        "interrupted create/delete sweep": lambda: finish_interrupted(database, artifact_root),
+    }
     while True:
-        for sweep in (sweep_stale_trials, finish_interrupted):
+        for name, sweep in sweeps.items():
             try:
-                await asyncio.to_thread(sweep, database)
+                await asyncio.to_thread(sweep)
             except Exception:  # the database may be restarting; try again next round
-                log.exception("%s failed", sweep.__name__)
+                log.exception("%s failed", name)
         await asyncio.sleep(interval)
 
 

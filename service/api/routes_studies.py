@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, status
 from service import studies
 from service.api.deps import SessionDep, StorageDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
+from service.settings import get_settings
 from service.spec import StudySpec
 
 router = APIRouter(
@@ -90,5 +91,5 @@ for _action in studies.TRANSITIONS:
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def delete_study(name: str, session: SessionDep, storage: StorageDep) -> None:
-    """Remove the study, its Optuna study and all its trials."""
-    studies.delete_study(session=session, storage=storage, name=name)
+    """Remove the study, its Optuna study, all its trials and their checkpoints."""
+    studies.delete_study(session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir)

@@ -12,6 +12,7 @@ from sqlalchemy import text, update
 
 from service.database import Database
 from service.models import StudyRecord
+from service.settings import get_settings
 from service.spec import StudySpec
 from service.studies import create_study
 from service.sweeper import finish_interrupted
@@ -80,7 +81,7 @@ def test_half_done_creates_and_deletes_are_hidden_then_finished_by_the_sweep(api
     taken = api.post("/studies", json=make_spec("new-create"))
     assert taken.status_code == 409 and "being created" in taken.json()["detail"]
 
-    assert sorted(finish_interrupted(db)) == ["old-create", "old-delete"]
+    assert sorted(finish_interrupted(db, get_settings().artifact_dir)) == ["old-create", "old-delete"]
     assert optuna.get_all_study_names(storage=db.storage) == ["new-create"]  # a create still at work stays
     assert api.post("/studies", json=make_spec("old-create")).status_code == 201  # the name is free again
 

@@ -51,7 +51,9 @@ def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serve
         if not deleted:  # the first trial is doomed's (its priority is higher)
             report(1, 0.1)
             with db.sessions() as session:
-                delete_study(session=session, storage=db.storage, name="doomed")
+                delete_study(
+                    session=session, storage=db.storage, name="doomed", artifact_root=get_settings().artifact_dir
+                )
             deleted.append("doomed")
         return _zero_train(data, report=report, epochs=epochs)
 
