@@ -1,7 +1,12 @@
-"""The full training state, and saving/loading it atomically without pickle."""
+"""The full training state, and saving/loading it atomically without pickle.
+
+Each save keeps the checkpoint before it (``previous_path``), so a retry that finds the latest
+one unreadable (a disk filled up, a file cut short) resumes from the one before, not from scratch.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +28,25 @@ class TrainState:
     history: list[float] = field(default_factory=list)  # validation accuracy after each epoch
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """Where a retry resumes: the file and its epoch (None, None: from scratch), and why not the
+    latest checkpoint when that one could not be used."""
+
+    path: Path | None
+    epoch: int | None
+    note: str | None = None
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where ``save_checkpoint`` keeps the checkpoint before the latest."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
 def save_checkpoint(path: str | Path, state: TrainState) -> None:
-    """Write ``state`` to ``path`` atomically (a reader never sees a half-written file)."""
+    """Write ``state`` to ``path`` atomically (a reader never sees a half-written file), keeping
+    the checkpoint it replaces at ``previous_path(path)``."""
     payload = {
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -33,6 +55,9 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
         "epoch": state.epoch,
         "history": state.history,
     }
+    path = Path(path)
+    if path.exists():
+        os.replace(path, previous_path(path))
     save_atomically(payload, path)
 
 
@@ -53,3 +78,26 @@ def checkpoint_epoch(path: str | Path) -> int | None:
     if not path.exists():
         return None
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def find_resumable(path: str | Path) -> Resumable:
+    """The newest readable checkpoint of a lineage: ``path``, else the one before it, else none.
+
+    An unreadable file is renamed ``*.unreadable`` (kept to look at, and out of the way of the
+    next save, which would otherwise keep it as the previous checkpoint).
+    """
+    path = Path(path)
+    problems: list[str] = []
+    for candidate in (path, previous_path(path)):
+        try:
+            epoch = checkpoint_epoch(candidate)
+        except Exception as exc:  # whatever a damaged file makes torch.load raise
+            problems.append(f"{candidate.name} was unreadable ({type(exc).__name__}: {str(exc)[:120]})")
+            os.replace(candidate, candidate.with_name(candidate.name + ".unreadable"))
+            continue
+        if epoch is None:
+            continue
+        if candidate == path:
+            return Resumable(candidate, epoch)
+        return Resumable(candidate, epoch, "; ".join([*problems, f"resumed from {candidate.name}"]))
+    return Resumable(None, None, "; ".join([*problems, "started afresh"]) if problems else None)

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from objectives.checkpoint import checkpoint_epoch
+from objectives.checkpoint import Resumable, find_resumable
 from objectives.data import load_dataset
 from objectives.train import train
 from service.optuna_internals import trial_id
@@ -57,10 +57,14 @@ class TrialObjective:
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.checkpoint_dir / f"trial-{trial.number if root is None else root}.pt"
-        resume_epoch = checkpoint_epoch(checkpoint) if root is not None else None
+        resumable = find_resumable(checkpoint) if root is not None else Resumable(None, None)
+        resume_epoch = resumable.epoch
         attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
         if resume_epoch is not None:
             attrs["resumed_from_epoch"] = resume_epoch
+        if resumable.note is not None:  # the latest checkpoint could not be used
+            attrs["checkpoint_note"] = resumable.note
+            log.warning("trial %s: %s", trial.number, resumable.note)
         # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
         self.storage.set_user_attrs_on_finish(trial_id(trial), attrs)
         log.info(
@@ -86,7 +90,7 @@ class TrialObjective:
             device=self.device,
             report=self._reporter(trial),
             checkpoint_path=checkpoint,
-            resume_from=checkpoint if resume_epoch is not None else None,
+            resume_from=resumable.path,
             on_epoch=lambda e, loss, acc: log.info(
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
                 trial.number,
