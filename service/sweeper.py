@@ -1,5 +1,6 @@
-"""The periodic clean-up: heartbeat-stale trials failed and re-queued (workers run this too), and
-studies a POST or DELETE left half-done finished off (the API runs it every few seconds)."""
+"""The periodic clean-up: heartbeat-stale trials failed and re-queued (workers run this too),
+studies a POST or DELETE left half-done finished off, and studies whose Optuna side was deleted
+elsewhere (optuna-dashboard's delete) removed (the API runs these every few seconds)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ def finish_interrupted(db: Database, artifact_root: Path, older_than: timedelta 
             log.warning("study %r was left half-created or half-deleted: removing it", name)
             remove_study(session=session, storage=db.storage, name=name, artifact_root=artifact_root)
     return names
+
+
+def remove_orphans(db: Database, artifact_root: Path) -> list[str]:
+    """Remove the studies whose Optuna study is gone although nothing is creating or deleting them
+    (deleted from optuna-dashboard, or with Optuna's API). Returns their names."""
+    with db.sessions() as session:
+        settled = select(StudyRecord.name).where(StudyRecord.status.not_in(IN_PROGRESS))
+        names = set(session.execute(settled).scalars())  # read before Optuna's names: see below
+        session.commit()
+        # A study settles (leaves `creating`) only once its Optuna side exists, so one settled
+        # before Optuna's names were read and missing from them was deleted, not still being made.
+        orphans = sorted(names - set(optuna.get_all_study_names(db.storage)))
+        for name in orphans:
+            log.warning("study %r has no Optuna study any more (deleted outside the API): removing it", name)
+            remove_study(session=session, storage=db.storage, name=name, artifact_root=artifact_root)
+    return orphans

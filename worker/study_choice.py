@@ -26,10 +26,11 @@ def survey(db: Database, only: str | None = None) -> list[Candidate]:
     with db.session() as session:
         for row in session.execute(query.order_by(StudyRecord.priority.desc(), StudyRecord.created_at)):
             record, progress = row.StudyRecord, Progress.of(row)
+            if row.optuna_id is None:  # its Optuna side was deleted elsewhere: nothing to run (the API removes it)
+                continue
             if mark_completed_if_spent(record, progress):
                 continue
-            claimable = row.optuna_id is not None and may_start(record, progress)  # no Optuna side: nothing to run
-            candidates.append(Candidate(record.name, record.priority, claimable, progress.active))
+            candidates.append(Candidate(record.name, record.priority, may_start(record, progress), progress.active))
     return candidates
 
 

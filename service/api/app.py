@@ -20,7 +20,7 @@ from service.api.schemas import Health
 from service.database import Database
 from service.migrate import migrate
 from service.settings import get_settings
-from service.sweeper import finish_interrupted, sweep_stale_trials
+from service.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
 
 log = logging.getLogger("hpo.api")
 MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueued configs fit easily
@@ -48,6 +48,7 @@ async def _sweep_forever(database: Database, interval: float) -> None:
     sweeps = {
         "stale trial sweep": lambda: sweep_stale_trials(database),
         "interrupted create/delete sweep": lambda: finish_interrupted(database, artifact_root),
+        "orphan sweep": lambda: remove_orphans(database, artifact_root),
     }
     while True:
         for name, sweep in sweeps.items():

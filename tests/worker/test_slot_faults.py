@@ -12,12 +12,13 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from objectives.train import TrainResult
 from service.models import StudyRecord
 from service.settings import get_settings
 from service.studies import delete_study
+from service.sweeper import remove_orphans
 from tests.worker.helpers import new_study, trials
 from worker.objective import TrialObjective
 from worker.slot_loop import SlotLoop
@@ -91,3 +92,32 @@ def test_a_spec_that_no_longer_validates_fails_its_trial_with_the_reason_and_the
 
 def _record_spec(session, name: str) -> dict[str, Any]:
     return dict(session.query(StudyRecord).filter_by(name=name).one().spec)
+
+
+def test_a_study_whose_optuna_side_was_deleted_elsewhere_is_skipped_and_the_others_served(db):
+    new_study(db, name="ghost", max_trials=3, priority=5)  # would be served first
+    new_study(db, name="other", max_trials=2)
+    optuna.delete_study(study_name="ghost", storage=db.storage)  # as optuna-dashboard's delete does
+
+    @dataclass
+    class ZeroCost(TrialObjective):
+        load_fn: Any = _no_data
+        train_fn: Any = _zero_train
+
+    finished = threading.Event()
+    loop = _slot_loop(db, ZeroCost)
+    runner = threading.Thread(target=lambda: (loop.run(), finished.set()), daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert finished.is_set(), "the slot kept waiting on the ghost study (--burst never ended)"
+    assert [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 2
+
+    # The API's sweep removes the orphan's row; a study still being created is left alone.
+    new_study(db, name="in-the-making")
+    optuna.delete_study(study_name="in-the-making", storage=db.storage)
+    with db.sessions() as session:
+        session.execute(update(StudyRecord).where(StudyRecord.name == "in-the-making").values(status="creating"))
+        session.commit()
+    assert remove_orphans(db, get_settings().artifact_dir) == ["ghost"]
+    with db.sessions() as session:
+        assert sorted(session.scalars(select(StudyRecord.name))) == ["in-the-making", "other"]
