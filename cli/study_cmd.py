@@ -153,6 +153,9 @@ def _read_spec(path: Path) -> dict[str, Any]:
 
 def _print_studies(console: Console, studies: list[dict[str, Any]], dashboard: bool = False) -> None:
     console.print(_table(studies))
+    for study in studies:
+        if study.get("status_reason"):
+            console.print(f"{study['name']}: {study['status_reason']}")
     if dashboard and studies and studies[0].get("dashboard_url"):
         console.print(f"dashboard: {studies[0]['dashboard_url']}")
 

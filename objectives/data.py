@@ -151,8 +151,11 @@ def _cache_path(root: Path, files: dict[str, list[tuple[Path, int]]], cache_dir:
 def _decode(entries: list[tuple[Path, int]]) -> Split:
     images = []
     for path, _ in entries:
-        with Image.open(path) as image:
-            images.append(np.asarray(image.convert("RGB")))
+        try:
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        except (OSError, ValueError) as exc:  # PIL: cut short, or not an image; its message names no file
+            raise DatasetError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from exc
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise DatasetError(f"images must all have one size; found {sorted(shapes)[:3]}")

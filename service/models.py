@@ -53,5 +53,7 @@ class StudyRecord(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=StudyStatus.RUNNING)
     max_trials: Mapped[int] = mapped_column(Integer, nullable=False)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # see service/failures.py
+    status_reason: Mapped[str | None] = mapped_column(String(600), nullable=True)  # why it was paused, if not by a user
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now, onupdate=_now)

@@ -178,6 +178,7 @@ class StudySpec(StrictModel):
     max_trials: int = Field(default=50, ge=1, le=100_000)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)  # training seed of every trial
     priority: int = Field(default=0, ge=-1000, le=1000)  # workers serve higher priority first
+    max_failed_trials: int = Field(default=5, ge=1, le=100_000)  # consecutive failures that pause the study
     sampler: SamplerSpec = Field(default_factory=lambda: TPE(name="tpe"))
     pruner: PrunerSpec = Field(default_factory=lambda: Hyperband(name="hyperband"))
     enqueue: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)  # warm-start configs

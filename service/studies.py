@@ -143,6 +143,8 @@ def change_status(*, session: Session, name: str, action: str) -> StudyView:
     if record.status not in sources:
         raise StudyConflictError(f"cannot {action} study {name!r}: it is {record.status}")
     record.status = target
+    record.status_reason = None  # a user's decision replaces the failure guard's (service/failures.py)
+    record.consecutive_failures = 0
     session.commit()
     return get_study(session=session, name=name)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import optuna
 from optuna.trial import TrialState
@@ -21,14 +22,21 @@ log = logging.getLogger("hpo.worker")
 ERROR_CHARS = 500  # of a failed trial's "error" attribute
 
 
+class Outcome(NamedTuple):
+    """How a trial ended: the state told, and why it failed (None unless the objective failed)."""
+
+    state: TrialState
+    error: str | None
+
+
 def run_claimed(
     study: optuna.Study,
     trial_id: int,
     objective: Callable[[optuna.Trial], float],
     storage: TunedRDBStorage,
     first_beat_done: bool = False,
-) -> TrialState:
-    """Run ``objective`` on the claimed trial while its heartbeat beats; returns the state told.
+) -> Outcome:
+    """Run ``objective`` on the claimed trial while its heartbeat beats; returns how it ended.
 
     ``storage`` records the heartbeats (``first_beat_done``: the claim recorded the first). An
     exception from the objective ends the trial as FAIL, with the user attribute ``error``
@@ -56,4 +64,4 @@ def run_claimed(
     told, failure = tell(study, trial, value, state)
     if failure is not None:
         log.warning("trial %s failed: %s", trial.number, failure)
-    return told
+    return Outcome(told, error)

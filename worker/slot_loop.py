@@ -17,6 +17,7 @@ from service import studies
 from service.artifacts import study_artifact_dir
 from service.database import Database
 from service.db_retry import call_with_retry
+from service.failures import record_trial_outcome
 from service.models import StudyRecord, StudyStatus
 from service.optuna_internals import trial_cache
 from service.search_strategy import build_pruner, build_sampler
@@ -106,7 +107,8 @@ class SlotLoop:
         except ValidationError as exc:  # e.g. a spec written by another version of the service
             log.warning("study %s: its spec does not validate here; failing the trial", claim.record.name)
             failing = optuna.load_study(study_name=claim.record.name, storage=self.storage)
-            run_claimed(failing, claim.trial_id, _raise(exc), self.db.storage, claim.first_beat_committed)
+            outcome = run_claimed(failing, claim.trial_id, _raise(exc), self.db.storage, claim.first_beat_committed)
+            self._count(claim.record.name, outcome.error, _failure_limit(claim.record.spec))
             return
         study.sampler = build_sampler(spec, seed_offset=claim.progress.slots_taken)
         objective = self.objective_class(
@@ -121,11 +123,24 @@ class SlotLoop:
             storage=self.db.storage,
             may_be_retry=claim.from_waiting_queue,
         )
-        run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
+        outcome = run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
         if objective.handed_back and objective.trial_number is not None:
             call_with_retry(hand_back, study, objective.trial_number)
+        else:
+            self._count(claim.record.name, outcome.error, spec.max_failed_trials)
         # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).
         call_with_retry(optuna.storages.fail_stale_trials, study)
+
+    def _count(self, name: str, error: str | None, limit: int) -> None:
+        """Tell the failure guard how the trial ended (service/failures.py)."""
+
+        def record() -> str | None:
+            with self.db.session() as session:
+                return record_trial_outcome(session, name, error=error, limit=limit)
+
+        reason = call_with_retry(record)
+        if reason is not None:
+            log.warning("study %s %s", name, reason)
 
     def _optuna_study_exists(self, name: str) -> bool:
         return name in optuna.get_all_study_names(self.db.storage)
@@ -165,3 +180,9 @@ def _raise(exc: Exception) -> Callable[[optuna.Trial], float]:
         raise exc
 
     return objective
+
+
+def _failure_limit(raw_spec: dict[str, Any]) -> int:
+    """The spec's max_failed_trials, read without validating the spec (which failed)."""
+    limit = raw_spec.get("max_failed_trials")
+    return limit if isinstance(limit, int) and limit >= 1 else StudySpec.model_fields["max_failed_trials"].default

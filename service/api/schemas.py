@@ -16,6 +16,7 @@ class StudyOut(BaseModel):
 
     name: str
     status: str
+    status_reason: str | None  # why the service paused it (failed trials in a row), if it did
     spec: dict[str, Any]
     max_trials: int
     priority: int
@@ -42,6 +43,7 @@ class StudyOut(BaseModel):
         return cls(
             name=record.name,
             status=record.status,
+            status_reason=record.status_reason,
             spec=record.spec,
             max_trials=record.max_trials,
             priority=record.priority,

@@ -74,6 +74,15 @@ def test_missing_imagefolder_split_is_a_clear_error(tmp_path):
         load_dataset({"kind": "imagefolder", "path": "broken"}, data_dir=tmp_path)
 
 
+def test_a_truncated_image_is_an_error_naming_the_file(data_root, tmp_path):
+    root = tmp_path / "data"
+    _copy_subset(data_root / "cifar10-sample", root / "mini", per_class=2)
+    victim = sorted((root / "mini" / "train" / "frog").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:200])  # cut short, as a failed copy leaves it
+    with pytest.raises(DatasetError, match=rf"cannot read image .*{victim.name}: OSError"):
+        load_dataset({"kind": "imagefolder", "path": "mini"}, data_dir=root)
+
+
 def test_missing_cifar10_offline_names_where_to_put_it(tmp_path):
     with pytest.raises(DatasetError, match=r"CIFAR-10 not found under .*cifar10.*cifar-10-batches-py"):
         load_dataset({"kind": "cifar10"}, data_dir=tmp_path, allow_download=False)

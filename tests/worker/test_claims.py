@@ -80,7 +80,7 @@ def test_a_claimed_trial_ends_in_the_state_its_objective_chose(db, outcome, stat
             raise ValueError("boom")
         return 0.75
 
-    assert run_claimed(study, claim.trial_id, objective, db.storage, claim.first_beat_committed) == state
+    assert run_claimed(study, claim.trial_id, objective, db.storage, claim.first_beat_committed).state == state
     trial = db.storage.get_trial(claim.trial_id)
     assert trial.state == state and trial.value == value  # a pruned trial keeps its last reported value
     assert trial.user_attrs.get("error") == ("ValueError: boom" if outcome == "raise" else None)
@@ -90,5 +90,5 @@ def test_a_trial_whose_objective_returns_nan_fails_with_the_reason(db):
     cached, study = setup(db)
     claim = claim_trial(db, "s", cached, {"worker": "w"})
     assert claim is not None
-    assert run_claimed(study, claim.trial_id, lambda trial: float("nan"), db.storage) == TrialState.FAIL
+    assert run_claimed(study, claim.trial_id, lambda trial: float("nan"), db.storage).state == TrialState.FAIL
     assert db.storage.get_trial(claim.trial_id).user_attrs["error"] == "the objective returned nan, not a finite number"

@@ -14,12 +14,14 @@ import optuna
 from optuna.trial import TrialState
 from sqlalchemy import select, update
 
+from objectives.data import DatasetError
 from objectives.train import TrainResult
+from service.failures import record_trial_outcome
 from service.models import StudyRecord
 from service.settings import get_settings
-from service.studies import delete_study
+from service.studies import change_status, delete_study
 from service.sweeper import remove_orphans
-from tests.worker.helpers import new_study, trials
+from tests.worker.helpers import new_study, study_view, trials
 from worker.objective import TrialObjective
 from worker.slot_loop import SlotLoop
 from worker.slots import SlotConfig, TrialQuota
@@ -121,3 +123,42 @@ def test_a_study_whose_optuna_side_was_deleted_elsewhere_is_skipped_and_the_othe
     assert remove_orphans(db, get_settings().artifact_dir) == ["ghost"]
     with db.sessions() as session:
         assert sorted(session.scalars(select(StudyRecord.name))) == ["in-the-making", "other"]
+
+
+def test_a_study_whose_trials_keep_failing_is_paused_with_the_reason_before_it_burns_its_budget(db):
+    broken = {"kind": "imagefolder", "path": "cifar10-sample", "limit": 310, "val_fraction": 0.2}
+    new_study(db, name="bad-data", max_trials=10, max_failed_trials=3, priority=5, dataset=broken)
+    new_study(db, name="other", max_trials=2)
+
+    def unreadable(dataset: dict[str, Any], **_: Any) -> None:
+        if dataset["limit"] == broken["limit"]:
+            raise DatasetError("cannot read image /data/x/train/frog/0001.jpg: OSError: Truncated File Read")
+
+    @dataclass
+    class BrokenData(TrialObjective):
+        load_fn: Any = unreadable
+        train_fn: Any = _zero_train
+
+    _slot_loop(db, BrokenData).run()
+
+    assert [t.state for t in trials(db, "bad-data")] == [TrialState.FAIL] * 3  # not 10
+    view = study_view(db, "bad-data")
+    assert view.record.status == "paused"
+    assert "3 failed trials in a row" in view.record.status_reason and "0001.jpg" in view.record.status_reason
+    assert [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 2
+
+    with db.sessions() as session:  # the user fixed the data and resumes: the guard starts afresh
+        resumed = change_status(session=session, name="bad-data", action="resume")
+    assert resumed.record.status == "running" and resumed.record.status_reason is None
+    assert resumed.record.consecutive_failures == 0
+
+
+def test_a_trial_that_does_not_fail_ends_the_run_of_failures(db):
+    new_study(db, name="flaky", max_failed_trials=3)
+    outcomes = ["boom", "boom", None, "boom", "boom"]
+    with db.session() as session:
+        reasons = [record_trial_outcome(session, "flaky", error=e, limit=3) for e in outcomes]
+    assert reasons == [None] * 5
+    assert study_view(db, "flaky").record.status == "running"
+    with db.session() as session:
+        assert record_trial_outcome(session, "flaky", error="boom", limit=3) is not None
