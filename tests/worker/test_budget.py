@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from service.artifacts import study_artifact_dir
 from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, study_view, trials
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,9 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     assert pruned, "no trial was pruned"
     assert sum(len(t.intermediate_values) for t in done) < budget * epochs
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
-    folder = (tmp_path / f"study-{study_view(pg_db, 's').record.id}").resolve()  # by the study's id, not its name
+    record = study_view(pg_db, "s").record
+    folder = study_artifact_dir(tmp_path, record.id, record.created_at)  # by the study's id, not its name
+    assert folder.parent == tmp_path.resolve() and folder.name.startswith(f"study-{record.id}-")
     for trial in complete:  # the recorded attributes of a finished trial
         assert Path(trial.user_attrs["checkpoint"]) == folder / f"trial-{trial.number}.pt"
         assert (folder / f"trial-{trial.number}.pt").is_file()
