@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from sqlalchemy import Engine
+from optuna.trial import FrozenTrial
+from sqlalchemy import Engine, update
 
 from service.db_retry import database_retry
+from service.models import StudyRecord, StudyStatus
 from service.optuna_internals import TunedRDBStorage
 
 MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
@@ -39,9 +42,35 @@ for _name in RETRIED_METHODS:
     setattr(ResilientRDBStorage, _name, database_retry(getattr(ResilientRDBStorage, _name)))
 
 
-def stale_trial_retry() -> RetryHeartbeatStaleTrialCallback:
+class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale (or handed-back) trial, then its study reopened if needed.
+
+    Optuna fails a stale trial and enqueues its retry in two transactions. A worker checking the
+    budget between the two sees the lineage finished and may mark the study completed; the retry
+    would then wait forever (the chaos benchmark caught it). So once the retry is queued, a study
+    marked completed meanwhile is set running again, and its budget check completes it when the
+    retry ends.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+        self.engine = engine
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Queue the retry (unless the lineage used up its retries) and reopen the study."""
+        if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
+            return  # Optuna queues nothing: the FAIL is final and counts as finished
+        super().__call__(study, trial)
+        reopen = update(StudyRecord).where(
+            StudyRecord.name == study.study_name, StudyRecord.status == StudyStatus.COMPLETED
+        )
+        with self.engine.begin() as connection:
+            connection.execute(reopen.values(status=StudyStatus.RUNNING))
+
+
+def stale_trial_retry(engine: Engine) -> RetryAndReopen:
     """Re-queue a trial whose worker died, keeping its reported epochs so pruning stays right."""
-    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    return RetryAndReopen(engine)
 
 
 def build_storage(engine: Engine, heartbeat_interval: int | None, grace_period: int | None) -> ResilientRDBStorage:
@@ -52,5 +81,5 @@ def build_storage(engine: Engine, heartbeat_interval: int | None, grace_period: 
         engine,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
-        heartbeat_stale_trial_callback=stale_trial_retry(),
+        heartbeat_stale_trial_callback=stale_trial_retry(engine),
     )

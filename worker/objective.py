@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from sqlalchemy import Engine
 
 from objectives.checkpoint import Resumable, find_resumable
 from objectives.data import load_dataset
@@ -144,10 +145,10 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
-def hand_back(study: optuna.Study, trial_number: int) -> None:
+def hand_back(study: optuna.Study, trial_number: int, engine: Engine) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
-    stale_trial_retry()(study, frozen)
+    stale_trial_retry(engine)(study, frozen)
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:

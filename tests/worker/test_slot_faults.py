@@ -18,13 +18,16 @@ from objectives.data import DatasetError
 from objectives.train import TrainResult
 from service.failures import record_trial_outcome
 from service.models import StudyRecord
+from service.optuna_storage import stale_trial_retry
 from service.settings import get_settings
 from service.studies import change_status, delete_study
 from service.sweeper import remove_orphans
 from tests.worker.helpers import new_study, study_view, trials
+from worker.claims import claim_trial
 from worker.objective import TrialObjective
 from worker.slot_loop import SlotLoop
 from worker.slots import SlotConfig, TrialQuota
+from worker.study_choice import survey
 
 
 def _zero_train(data: Any, *, report: Any, epochs: int, **_: Any) -> TrainResult:
@@ -162,3 +165,26 @@ def test_a_trial_that_does_not_fail_ends_the_run_of_failures(db):
     assert study_view(db, "flaky").record.status == "running"
     with db.session() as session:
         assert record_trial_outcome(session, "flaky", error="boom", limit=3) is not None
+
+
+def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
+    """Optuna fails a stale trial and queues its retry in two transactions; a budget check between
+    them completed the study, and the retry then waited forever (found by benchmarks/chaos.py)."""
+    new_study(db, name="s", max_trials=1)
+    claim = claim_trial(db, "s", db.storage, {"worker": "test"})
+    db.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)  # fail_stale_trials, first half
+    survey(db)  # a worker's look at the studies in between: the budget looks spent
+    assert study_view(db, "s").record.status == "completed"
+
+    study = optuna.load_study(study_name="s", storage=db.storage)
+    stale_trial_retry(db.engine)(study, study.get_trials()[0])  # the second half: the retry is queued
+    assert study_view(db, "s").record.status == "running"
+
+    @dataclass
+    class ZeroCost(TrialObjective):
+        load_fn: Any = _no_data
+        train_fn: Any = _zero_train
+
+    _slot_loop(db, ZeroCost).run()
+    assert [t.state for t in trials(db, "s")] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study_view(db, "s").record.status == "completed"
