@@ -51,7 +51,7 @@ class SlotLoop:
         self.slot, self.db, self.settings, self.stop, self.quota, self.device = slot, db, settings, stop, quota, device
         # Optuna's in-process trial cache around the storage, shared by the claims and every Study,
         # so that the cache knows the trials the claims create.
-        self.storage = trial_cache(db.storage)
+        self.storage = trial_cache(call_with_retry(lambda: db.storage))  # building it connects: retried
         self.identity = f"{socket.gethostname()}:{os.getpid()}"  # the "worker" user attribute of its trials
         self._loaded: dict[tuple[str, int], tuple[StudySpec, optuna.Study]] = {}  # by study name and record id
         self._last_study: str | None = None  # the study of the last trial this slot ran

@@ -3,6 +3,8 @@ database that stops answering, and creates or deletes cut off half-way."""
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -129,3 +131,26 @@ def test_a_database_that_stops_answering_is_a_503_with_retry_after_and_nothing_h
     assert [s["name"] for s in api.get("/studies").json()] == ["before"]  # "during" was never half-made
     assert api.get("/studies/before").json()["status"] == "running"
     assert api.post("/studies", json=make_spec("during")).status_code == 201
+
+
+def test_the_api_started_while_the_database_is_away_waits_for_it_instead_of_exiting(api_on_pg):
+    """Found by benchmarks/chaos.py: an API (re)started during a PostgreSQL restart exited."""
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    _, allow_connections = api_on_pg
+    allow_connections(False)
+    started: list[int] = []
+
+    def start() -> None:
+        with TestClient(create_app()) as late:
+            started.append(late.get("/healthz").status_code)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    time.sleep(3)
+    assert not started and starter.is_alive()  # still waiting for the database, not exited
+    allow_connections(True)
+    starter.join(timeout=60)
+    assert started == [200]
