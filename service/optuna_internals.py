@@ -279,6 +279,11 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
         storage.engine.dispose()  # a one-off: keep no pooled connections
 
 
+# The storage methods Optuna's trial cache calls by their private names (a trial's suggest, for
+# one, writes through _set_trial_param): service/optuna_storage.py retries them like the public ones.
+CACHE_BACKEND_CALLS = ("_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
+
+
 def trial_cache(storage: RDBStorage) -> BaseStorage:
     """The storage wrapped in Optuna's in-process trial cache, as ``optuna.load_study`` would wrap it."""
     return optuna.storages.get_storage(storage)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
@@ -9,7 +11,7 @@ from sqlalchemy import Engine, update
 
 from service.db_retry import database_retry
 from service.models import StudyRecord, StudyStatus
-from service.optuna_internals import TunedRDBStorage
+from service.optuna_internals import CACHE_BACKEND_CALLS, TunedRDBStorage
 
 MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
 RETRIED_METHODS = (  # every storage call a running trial makes, Optuna's methods and TunedRDBStorage's alike
@@ -27,6 +29,7 @@ RETRIED_METHODS = (  # every storage call a running trial makes, Optuna's method
     "get_study_directions",
     "get_best_trial",
     "get_trial_id_from_study_id_trial_number",
+    *CACHE_BACKEND_CALLS,  # what Optuna's trial cache calls instead of some of the above
 )
 
 
@@ -57,10 +60,16 @@ class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
         self.engine = engine
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Queue the retry (unless the lineage used up its retries) and reopen the study."""
+        """Queue the retry (unless the lineage used up its retries) and reopen the study.
+
+        The retry starts with no user attributes: Optuna would copy the failed trial's, and the
+        retry would show its predecessor's error (and start time) as its own.
+        """
         if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
             return  # Optuna queues nothing: the FAIL is final and counts as finished
-        super().__call__(study, trial)
+        predecessor = copy.copy(trial)
+        predecessor.user_attrs = {}
+        super().__call__(study, predecessor)
         reopen = update(StudyRecord).where(
             StudyRecord.name == study.study_name, StudyRecord.status == StudyStatus.COMPLETED
         )

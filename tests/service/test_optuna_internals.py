@@ -5,6 +5,7 @@ these assumptions fails here, by name, and nowhere else.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -296,3 +297,18 @@ def test_tpe_start_up_counts_the_trials_of_every_hyperband_bracket():
             study.tell(trial, lr)
     assert {study.pruner._get_bracket_id(study, t) for t in study.trials} == {0, 1}
     assert was_random == [True] * 4 + [False] * 6
+
+
+def test_the_private_storage_calls_of_the_trial_cache_are_the_ones_retried():
+    """Optuna's trial cache calls these by their private names; a suggest during a database
+    restart failed its trial when _set_trial_param was not retried (found by benchmarks/chaos.py)."""
+    import inspect
+
+    from optuna.storages import _cached_storage
+
+    from service.optuna_storage import ResilientRDBStorage
+
+    called = set(re.findall(r"_backend\.(_\w+)\(", inspect.getsource(_cached_storage)))
+    assert called - {"_create_new_trial"} == set(internals.CACHE_BACKEND_CALLS)  # creation: under the claim's retry
+    for name in internals.CACHE_BACKEND_CALLS:
+        assert hasattr(getattr(ResilientRDBStorage, name), "retry"), name  # tenacity's wrapper

@@ -172,6 +172,7 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
     them completed the study, and the retry then waited forever (found by benchmarks/chaos.py)."""
     new_study(db, name="s", max_trials=1)
     claim = claim_trial(db, "s", db.storage, {"worker": "test"})
+    db.storage.set_trial_user_attr(claim.trial_id, "error", "HandBack: worker shutting down")
     db.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)  # fail_stale_trials, first half
     survey(db)  # a worker's look at the studies in between: the budget looks spent
     assert study_view(db, "s").record.status == "completed"
@@ -179,6 +180,7 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
     study = optuna.load_study(study_name="s", storage=db.storage)
     stale_trial_retry(db.engine)(study, study.get_trials()[0])  # the second half: the retry is queued
     assert study_view(db, "s").record.status == "running"
+    assert trials(db, "s")[1].user_attrs == {}  # not its predecessor's error
 
     @dataclass
     class ZeroCost(TrialObjective):
