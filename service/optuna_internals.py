@@ -279,6 +279,20 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
         storage.engine.dispose()  # a one-off: keep no pooled connections
 
 
+def trials_page(storage: RDBStorage, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:
+    """Trials ``offset`` to ``offset + limit`` of a study by number, in a fixed number of queries
+    (the ids of the page, then Optuna's own bulk load of just those ids), whatever the study's size.
+    KeyError if the study is gone."""
+    trial = models.TrialModel
+    page = select(trial.trial_id).where(trial.study_id == study_id).order_by(trial.number).offset(offset).limit(limit)
+    with storage.engine.connect() as connection:
+        ids = set(connection.execute(page).scalars())
+    if not ids:
+        return []
+    everything_after = 2**62  # Optuna's loader returns the given ids plus those above this: none
+    return sorted(storage._get_trials(study_id, None, ids, everything_after), key=lambda t: t.number)
+
+
 # The storage methods Optuna's trial cache calls by their private names (a trial's suggest, for
 # one, writes through _set_trial_param): service/optuna_storage.py retries them like the public ones.
 CACHE_BACKEND_CALLS = ("_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")

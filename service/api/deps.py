@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from optuna.storages import BaseStorage
+from optuna.storages import RDBStorage
 from sqlalchemy.orm import Session
 
 from service.api.auth import Role, may, role_of
@@ -33,13 +33,13 @@ def get_session(database: DatabaseDep) -> Iterator[Session]:
         yield session
 
 
-def get_storage(database: DatabaseDep) -> BaseStorage:
+def get_storage(database: DatabaseDep) -> RDBStorage:
     """Optuna's storage on the app's database."""
     return database.storage
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-StorageDep = Annotated[BaseStorage, Depends(get_storage)]
+StorageDep = Annotated[RDBStorage, Depends(get_storage)]
 
 
 def authorize(

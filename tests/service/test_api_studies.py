@@ -203,6 +203,29 @@ def test_listing_studies_costs_the_same_queries_for_one_study_as_for_six(api):
     assert listed["more-3"]["counts"]["waiting"] == 1 and listed["one"]["counts"]["waiting"] == 0
 
 
+def test_a_page_of_trials_costs_the_same_queries_whatever_the_study_holds(api):
+    statements: list[str] = []
+    engine = api.app.state.database.engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def queries_for_page(name: str, offset: int) -> tuple[int, dict]:
+        statements.clear()
+        answer = api.get(f"/studies/{name}/trials", params={"offset": offset, "limit": 2})
+        assert answer.status_code == 200
+        return len(statements), answer.json()
+
+    # Optuna loads a trial's parts 500 trials per statement: 600 trials is where a whole-study read grows.
+    configs = [{"lr": 0.0001 * (i + 1)} for i in range(600)]
+    assert api.post("/studies", json=make_spec("small", enqueue=configs[:3])).status_code == 201
+    assert api.post("/studies", json=make_spec("large", max_trials=600, enqueue=configs)).status_code == 201
+    small, _ = queries_for_page("small", 0)
+    large, page = queries_for_page("large", 597)
+    assert large == small, statements
+    assert page["total"] == 600 and [t["number"] for t in page["trials"]] == [597, 598]
+    assert {t["state"] for t in page["trials"]} == {"waiting"}
+    assert queries_for_page("large", 600)[1]["trials"] == []  # past the end: an empty page
+
+
 NON_FINITE = {  # where a NaN or an infinity can hide in a spec, and the field the 422 must name
     "fixed value": ('"search_space": {"width": NaN}', "width"),
     "range low": ('"search_space": {"lr": {"type": "float", "low": NaN, "high": 0.1}}', "low"),
