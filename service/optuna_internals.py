@@ -37,7 +37,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, Executable, Subquery, case, func, select, update
+from sqlalchemy import Engine, Executable, Select, Subquery, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
@@ -277,6 +277,13 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
             storage.upgrade()
     finally:
         storage.engine.dispose()  # a one-off: keep no pooled connections
+
+
+def names_with_running_trials() -> Select[tuple[str]]:
+    """The names of the Optuna studies that have a RUNNING trial (only those can hold a stale one)."""
+    study, trial = models.StudyModel, models.TrialModel
+    running = select(trial.study_id).where(trial.state == TrialState.RUNNING)
+    return select(study.study_name).where(study.study_id.in_(running))
 
 
 def trials_page(storage: RDBStorage, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:

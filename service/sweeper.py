@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from service.database import Database
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
+from service.optuna_internals import names_with_running_trials
 from service.studies import remove_study
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # far longer than any create or delete takes
@@ -20,9 +21,11 @@ log = logging.getLogger("hpo.sweeper")
 
 
 def sweep_stale_trials(db: Database) -> int:
-    """Run Optuna's fail_stale_trials on every unfinished study; returns how many studies were swept."""
+    """Run Optuna's fail_stale_trials on every unfinished study with a running trial; returns how
+    many studies were swept. Finding them is one query, however many studies there are."""
     with db.session() as session:
-        query = select(StudyRecord.name).where(StudyRecord.status.not_in([StudyStatus.COMPLETED, *IN_PROGRESS]))
+        unfinished = StudyRecord.status.not_in([StudyStatus.COMPLETED, *IN_PROGRESS])
+        query = select(StudyRecord.name).where(unfinished, StudyRecord.name.in_(names_with_running_trials()))
         names = session.execute(query).scalars().all()
     for name in names:
         try:
