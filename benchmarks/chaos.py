@@ -37,8 +37,9 @@ from typing import Any
 import httpx
 
 from benchmarks.chaos_check import Verdict, verify
-from benchmarks.chaos_cluster import PrivatePostgres, Service, api_service, free_port, wait_until_up, worker_service
+from benchmarks.chaos_cluster import PrivatePostgres, Service, api_service, wait_until_up, worker_service
 from benchmarks.common import REPO, save
+from cli.local_api import free_port
 
 KINDS = ("kill_worker", "sigterm_worker", "restart_api", "restart_db_fast", "restart_db_immediate", "pause_resume")
 DB_GRACE = 10.0  # seconds after PostgreSQL is back during which a 503 is still expected

@@ -29,9 +29,10 @@ from typing import Any
 
 import httpx
 
-from benchmarks.chaos_cluster import api_service, free_port, wait_until_up, worker_service
+from benchmarks.chaos_cluster import api_service, wait_until_up, worker_service
 from benchmarks.common import REPO, RESULTS, save
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
+from cli.local_api import free_port
 
 SHARED = REPO.parent / "shared" / "datasets"
 FIRST_CONFIG = {"lr": 0.004, "batch_size": 128, "aug_strength": 0.5}  # enqueued: a sound start for TPE

@@ -30,15 +30,15 @@ class StopKind(Enum):
 class StopRequests:
     """Classifies the stop signals one process receives."""
 
-    clock: float = 0.0  # when the first arrived (time.monotonic); 0: none yet
+    first_at: float | None = None  # when the first arrived (time.monotonic)
 
     def receive(self, signum: int, now: float | None = None) -> StopKind:
         """What the signal ``signum`` arriving ``now`` asks for."""
         now = time.monotonic() if now is None else now
-        if not self.clock:
-            self.clock = now
+        if self.first_at is None:
+            self.first_at = now
             return StopKind.WARM
-        if signum == signal.SIGTERM and now - self.clock < SAME_REQUEST_SECONDS:
+        if signum == signal.SIGTERM and now - self.first_at < SAME_REQUEST_SECONDS:
             return StopKind.REPEAT
         return StopKind.NOW
 
