@@ -13,7 +13,7 @@ from service.db_retry import database_retry
 from service.models import StudyRecord, StudyStatus
 from service.optuna_internals import CACHE_BACKEND_CALLS, TunedRDBStorage
 
-MAX_RETRY = 3  # a trial whose worker died this many times fails for good (and counts as finished)
+MAX_RETRY = 3  # a lineage whose worker died this many times fails for good (and counts as finished)
 RETRIED_METHODS = (  # every storage call a running trial makes, Optuna's methods and TunedRDBStorage's alike
     "record_heartbeat",
     "create_new_trial",
@@ -45,6 +45,9 @@ for _name in RETRIED_METHODS:
     setattr(ResilientRDBStorage, _name, database_retry(getattr(ResilientRDBStorage, _name)))
 
 
+HANDED_BACK = "hpo_handed_back"  # system attribute: how many of a lineage's retries were hand-backs
+
+
 class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a stale (or handed-back) trial, then its study reopened if needed.
 
@@ -53,22 +56,29 @@ class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
     would then wait forever (the chaos benchmark caught it). So once the retry is queued, a study
     marked completed meanwhile is set running again, and its budget check completes it when the
     retry ends.
+
+    Only crashes count towards MAX_RETRY: a trial handed back by a worker shutting down on
+    purpose (``handed_back``) is retried however often that happens.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    def __init__(self, engine: Engine, handed_back: bool = False) -> None:
+        super().__init__(max_retry=None, inherit_intermediate_values=True)  # the limit is checked here
         self.engine = engine
+        self.handed_back = handed_back
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Queue the retry (unless the lineage used up its retries) and reopen the study.
+        """Queue the retry (unless the lineage crashed MAX_RETRY times) and reopen the study.
 
         The retry starts with no user attributes: Optuna would copy the failed trial's, and the
         retry would show its predecessor's error (and start time) as its own.
         """
-        if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRY:
-            return  # Optuna queues nothing: the FAIL is final and counts as finished
+        hand_backs = int(trial.system_attrs.get(HANDED_BACK, 0))
+        crashes = len(trial.system_attrs.get("retry_history", [])) - hand_backs
+        if not self.handed_back and crashes >= MAX_RETRY:
+            return  # the FAIL is final and counts as finished
         predecessor = copy.copy(trial)
         predecessor.user_attrs = {}
+        predecessor.system_attrs = {**trial.system_attrs, HANDED_BACK: hand_backs + int(self.handed_back)}
         super().__call__(study, predecessor)
         reopen = update(StudyRecord).where(
             StudyRecord.name == study.study_name, StudyRecord.status == StudyStatus.COMPLETED
@@ -77,9 +87,10 @@ class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
             connection.execute(reopen.values(status=StudyStatus.RUNNING))
 
 
-def stale_trial_retry(engine: Engine) -> RetryAndReopen:
-    """Re-queue a trial whose worker died, keeping its reported epochs so pruning stays right."""
-    return RetryAndReopen(engine)
+def stale_trial_retry(engine: Engine, handed_back: bool = False) -> RetryAndReopen:
+    """Re-queue a trial whose worker died (or handed it back), keeping its reported epochs so
+    pruning stays right."""
+    return RetryAndReopen(engine, handed_back)
 
 
 def build_storage(engine: Engine, heartbeat_interval: int | None, grace_period: int | None) -> ResilientRDBStorage:

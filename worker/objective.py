@@ -148,7 +148,7 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 def hand_back(study: optuna.Study, trial_number: int, engine: Engine) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
-    stale_trial_retry(engine)(study, frozen)
+    stale_trial_retry(engine, handed_back=True)(study, frozen)
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:

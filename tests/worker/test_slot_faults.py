@@ -18,6 +18,7 @@ from objectives.data import DatasetError
 from objectives.train import TrainResult
 from service.failures import record_trial_outcome
 from service.models import StudyRecord
+from service.optuna_internals import trial_id
 from service.optuna_storage import stale_trial_retry
 from service.settings import get_settings
 from service.studies import change_status, delete_study
@@ -190,3 +191,26 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
     _slot_loop(db, ZeroCost).run()
     assert [t.state for t in trials(db, "s")] == [TrialState.FAIL, TrialState.COMPLETE]
     assert study_view(db, "s").record.status == "completed"
+
+
+def test_hand_backs_do_not_use_up_a_lineage_s_retries_crashes_do(db):
+    """Found by benchmarks/chaos.py: a lineage handed back by SIGTERMs three times, then killed
+    once, failed for good ("retries used up") although only one of those was a crash."""
+    new_study(db, name="s", max_trials=1)
+    study = optuna.load_study(study_name="s", storage=db.storage)
+    current = claim_trial(db, "s", db.storage, {"worker": "test"}).trial_id
+
+    def end_and_retry(handed_back: bool) -> bool:
+        """Fail the current trial as a hand-back or a crash; True if a retry was queued."""
+        nonlocal current
+        db.storage.set_trial_state_values(current, TrialState.FAIL)
+        before = len(study.get_trials())
+        stale_trial_retry(db.engine, handed_back=handed_back)(study, db.storage.get_trial(current))
+        if len(study.get_trials()) == before:
+            return False
+        current = trial_id(study.get_trials()[-1])
+        db.storage.set_trial_state_values(current, TrialState.RUNNING)
+        return True
+
+    assert all(end_and_retry(handed_back=True) for _ in range(5))  # shut-downs on purpose: always retried
+    assert [end_and_retry(handed_back=False) for _ in range(4)] == [True, True, True, False]  # MAX_RETRY crashes
