@@ -77,7 +77,7 @@ def project_process(url: str, ready: Any, start: Any, results: Any) -> None:
     slot_loop.claim_trial = timed_claim
     slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
     settings = get_settings()
-    database = Database.from_settings(settings, ping_on_checkout=False)  # as worker.child_process builds it
+    database = Database.from_settings(settings, role="worker")  # as worker.child_process builds it
     loop = slot_loop.SlotLoop(slot, database, settings, threading.Event(), TrialQuota(None, None), "cpu")
     loop.objective_class = ZeroCost
     ready.put(os.getpid())

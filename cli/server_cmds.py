@@ -39,7 +39,7 @@ def run_migrate(_args: argparse.Namespace) -> int:
     from service.database import Database
     from service.migrate import current_revision, migrate
 
-    database = Database.from_settings(get_settings())
+    database = Database(get_settings().migration_url)
     try:
         migrate(database)
         print(f"migrated: hpo schema at {current_revision(database)}, Optuna schema at head")
@@ -69,5 +69,6 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
     from service.database import Database
 
-    optuna_dashboard.run_server(Database.from_settings(get_settings()).storage, host=args.host, port=args.port)
+    database = Database.from_settings(get_settings(), role="dashboard")
+    optuna_dashboard.run_server(database.storage, host=args.host, port=args.port)
     return 0

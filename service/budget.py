@@ -1,10 +1,11 @@
 """Exact budgets, derived from Optuna's own tables.
 
 A *lineage* is a trial together with its retries (RetryHeartbeatStaleTrialCallback marks each
-retry, see service.optuna_internals.RETRY_OF). A study's budget counts lineages:
+retry, see service.optuna_tables.RETRY_OF). A study's budget counts lineages:
 
     slots taken = trials - retries
     finished    = COMPLETE + PRUNED + FAIL - retries   (a retried FAIL is not finished)
+                = trials - RUNNING - WAITING - retries
 
 Workers create trials only while holding the study's lock (service.study_lock) and only when
 a WAITING trial exists (an enqueued config, which took its slot when enqueued, or a retry,
@@ -21,12 +22,44 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.models import StudyRecord, StudyStatus
-from service.optuna_internals import COUNTED_STATES, study_stats
+from service.optuna_tables import COUNTED_STATES, budget_stats, study_stats
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a budget decision needs; read from indexes (optuna_tables.budget_stats), so it costs
+    the same at 50,000 trials as at none."""
+
+    trials: int  # all trials, retries included
+    running: int
+    waiting: int
+    retries: int  # trials that are retries of a failed trial
+
+    @classmethod
+    def of(cls, stats: Any) -> Budget:
+        """From a row of optuna_tables.budget_stats (None, or its columns None: no trials)."""
+        return cls(*(int(getattr(stats, column, None) or 0) for column in ("trials", "running", "waiting", "retries")))
+
+    @property
+    def slots_taken(self) -> int:
+        """Lineages started or queued: what max_trials limits."""
+        return self.trials - self.retries
+
+    @property
+    def finished(self) -> int:
+        """Lineages that ended: COMPLETE, PRUNED, or FAIL and not retried."""
+        return self.trials - self.active - self.retries
+
+    @property
+    def active(self) -> int:
+        """Trials running or waiting to run."""
+        return self.running + self.waiting
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A study's trials as the budget sees them, and the best value so far."""
+    """A study's trials counted by state, and the best value so far: what a user is shown
+    (optuna_tables.study_stats reads every trial; decisions use Budget)."""
 
     counts: dict[str, int]  # by Optuna state, lower-case: complete, pruned, fail, running, waiting
     retries: int  # trials that are retries of a failed trial
@@ -34,25 +67,26 @@ class Progress:
 
     @classmethod
     def of(cls, stats: Any) -> Progress:
-        """From a row of service.optuna_internals.study_stats (None, or its columns None: no trials)."""
+        """From a row of optuna_tables.study_stats (None, or its columns None: no trials)."""
         counts = {state: int(getattr(stats, state, None) or 0) for state in COUNTED_STATES}
         best = getattr(stats, "best_value", None)
         return cls(counts, int(getattr(stats, "retries", None) or 0), None if best is None else float(best))
 
     @property
+    def budget(self) -> Budget:
+        """The same counts as a Budget."""
+        counts = self.counts
+        return Budget(sum(counts.values()), counts["running"], counts["waiting"], self.retries)
+
+    @property
     def slots_taken(self) -> int:
         """Lineages started or queued: what max_trials limits."""
-        return sum(self.counts.values()) - self.retries
+        return self.budget.slots_taken
 
     @property
     def finished(self) -> int:
         """Lineages that ended: COMPLETE, PRUNED, or FAIL and not retried."""
-        return self.counts["complete"] + self.counts["pruned"] + self.counts["fail"] - self.retries
-
-    @property
-    def active(self) -> int:
-        """Trials running or waiting to run."""
-        return self.counts["running"] + self.counts["waiting"]
+        return self.budget.finished
 
 
 def records_with_stats(name: str | None = None) -> Select[Any]:
@@ -66,29 +100,35 @@ def records_with_stats(name: str | None = None) -> Select[Any]:
     return query if name is None else query.where(StudyRecord.name == name)
 
 
-def read_stats(session: Session, name: str) -> tuple[Progress, int | None]:
-    """The trial counts of the study called ``name`` (no best value) and its Optuna id (None if it
-    has no Optuna study)."""
-    row = session.execute(select(study_stats(name, with_best_value=False))).first()
-    return Progress.of(row), None if row is None else int(row.optuna_id)
+def records_with_budget(name: str | None = None) -> Select[Any]:
+    """Like records_with_stats, with the budget_stats columns: the cheap read for decisions."""
+    stats = budget_stats(name)
+    query = select(StudyRecord, stats).outerjoin(stats, stats.c.name == StudyRecord.name)
+    return query if name is None else query.where(StudyRecord.name == name)
 
 
-def may_start(record: StudyRecord, progress: Progress) -> bool:
+def read_budget(session: Session, name: str) -> tuple[Budget, int | None]:
+    """The budget counts of the study called ``name`` and its Optuna id (None if it has no Optuna study)."""
+    row = session.execute(select(budget_stats(name))).first()
+    return Budget.of(row), None if row is None else int(row.optuna_id)
+
+
+def may_start(record: StudyRecord, budget: Budget) -> bool:
     """A trial may start: the study runs and a waiting trial exists or a slot is free."""
-    waiting = progress.counts["waiting"] > 0
-    return record.status == StudyStatus.RUNNING and (waiting or progress.slots_taken < record.max_trials)
+    waiting = budget.waiting > 0
+    return record.status == StudyStatus.RUNNING and (waiting or budget.slots_taken < record.max_trials)
 
 
-def is_spent(record: StudyRecord, progress: Progress) -> bool:
+def is_spent(record: StudyRecord, budget: Budget) -> bool:
     """The budget is used up and nothing is left running or waiting."""
-    return progress.slots_taken >= record.max_trials and progress.active == 0
+    return budget.slots_taken >= record.max_trials and budget.active == 0
 
 
-def mark_completed_if_spent(record: StudyRecord, progress: Progress) -> bool:
+def mark_completed_if_spent(record: StudyRecord, budget: Budget) -> bool:
     """Set a running (or paused) study to completed once its budget is spent; True if it is now.
 
     The change is the caller's to commit (the record belongs to the caller's session).
     """
-    if record.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(record, progress):
+    if record.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(record, budget):
         record.status = StudyStatus.COMPLETED
     return record.status == StudyStatus.COMPLETED

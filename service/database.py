@@ -2,6 +2,11 @@
 
 Build it once per process from the settings (``Database.from_settings``) and pass it to whatever
 needs the database: the API keeps it on ``app.state``, a worker slot holds its own.
+
+Connections are the scarce resource of a cluster (PostgreSQL allows 100 by default, and each
+costs the server a process), so each kind of process gets a pool sized for how it uses the
+database (POOLS) and names itself in ``pg_stat_activity.application_name`` (``hpo-worker``,
+``hpo-api``, ...), so an operator can see who holds what.
 """
 
 from __future__ import annotations
@@ -19,6 +24,29 @@ from service.settings import Settings
 
 
 @dataclass(frozen=True)
+class PoolPlan:
+    """How many connections a kind of process keeps, and whether it tests them before use."""
+
+    size: int  # kept open while idle
+    overflow: int  # opened beyond ``size`` under load, closed again as soon as they are handed back
+    ping: bool  # test each connection at checkout (a round trip per transaction)
+
+
+POOLS = {
+    # Requests run in parallel: up to 10 connections under load, back to 2 when it passes.
+    "api": PoolPlan(size=2, overflow=8, ping=True),
+    # One at steady state. Overflow covers the moments two are needed at once: the claim's lock
+    # session while Optuna creates the trial, a running trial's heartbeat thread beside its reports.
+    # No ping: every database call on a slot's path is retried instead (service.db_retry), and
+    # SQLAlchemy drops the whole pool at the first disconnect it sees.
+    "worker": PoolPlan(size=1, overflow=2, ping=False),
+    "dashboard": PoolPlan(size=1, overflow=4, ping=True),
+    "tool": PoolPlan(size=1, overflow=2, ping=True),  # the CLI, migrations, tests, benchmarks
+}
+POOL_TIMEOUT_SECONDS = 10  # waiting longer for a pooled connection raises (the API answers 503)
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """How often a running trial beats, and how long without a beat before it counts as stale (seconds)."""
 
@@ -29,15 +57,13 @@ class Heartbeat:
 class Database:
     """An engine on ``url``, a session factory on it, and Optuna's storage sharing its connection pool.
 
-    ``ping_on_checkout`` tests each pooled connection before handing it out: a round trip per
-    transaction that makes the first request after a database restart succeed. The API keeps
-    it; worker slots turn it off, because every database call on their path is retried anyway
-    (service.db_retry) and SQLAlchemy drops the whole pool at the first disconnect it sees.
+    ``role`` (a key of POOLS) sizes the pool and names the connections: ``hpo-<role>``.
     """
 
-    def __init__(self, url: str, *, heartbeat: Heartbeat | None = None, ping_on_checkout: bool = True) -> None:
+    def __init__(self, url: str, *, heartbeat: Heartbeat | None = None, role: str = "tool") -> None:
         self.url = url
-        self.engine = create_engine(url, **engine_options(url, ping_on_checkout=ping_on_checkout))
+        self.role = role
+        self.engine = create_engine(url, **engine_options(url, role=role))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -46,10 +72,10 @@ class Database:
         self._storage_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, ping_on_checkout: bool = True) -> Database:
+    def from_settings(cls, settings: Settings, *, role: str = "tool") -> Database:
         """The database HPO_DATABASE_URL names, with trials beating as HPO_HEARTBEAT_* say."""
         heartbeat = Heartbeat(settings.heartbeat_interval, settings.heartbeat_grace)
-        return cls(settings.database_url, heartbeat=heartbeat, ping_on_checkout=ping_on_checkout)
+        return cls(settings.database_url, heartbeat=heartbeat, role=role)
 
     @property
     def storage(self) -> ResilientRDBStorage:
@@ -70,11 +96,20 @@ class Database:
         self.engine.dispose()
 
 
-def engine_options(url: str, *, ping_on_checkout: bool = True) -> dict[str, Any]:
-    """Engine options that survive database restarts (PostgreSQL) and lock waits (SQLite)."""
+def engine_options(url: str, *, role: str = "tool") -> dict[str, Any]:
+    """Engine options for a ``role`` process (POOLS) that survive database restarts (PostgreSQL)
+    and lock waits (SQLite)."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60, "check_same_thread": False}}
-    return {"pool_pre_ping": ping_on_checkout, "pool_recycle": 300, "pool_size": 5, "max_overflow": 5}
+    pool = POOLS[role]
+    return {
+        "pool_pre_ping": pool.ping,
+        "pool_recycle": 300,
+        "pool_size": pool.size,
+        "max_overflow": pool.overflow,
+        "pool_timeout": POOL_TIMEOUT_SECONDS,
+        "connect_args": {"application_name": f"hpo-{role}"},
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

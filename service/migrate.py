@@ -14,12 +14,23 @@ from sqlalchemy import Engine, text
 
 from service.database import Database, engine_options
 from service.optuna_internals import upgrade_optuna_schema
+from service.settings import Settings
 
 ALEMBIC_INI_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "alembic.ini",  # a checkout (editable install)
     Path.cwd() / "alembic.ini",  # an installed package run from the project folder (the Docker image: /app)
 )
 LOCK_KEY = 0x68706F  # "hpo": the advisory-lock key that serialises migrations on PostgreSQL
+
+
+def migrate_from_settings(settings: Settings) -> None:
+    """``migrate`` on the database the settings name for migrations (see Settings.migration_url),
+    through a pool of its own that is closed afterwards."""
+    database = Database(settings.migration_url)
+    try:
+        migrate(database)
+    finally:
+        database.dispose()
 
 
 def migrate(db: Database) -> None:

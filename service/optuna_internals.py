@@ -1,22 +1,25 @@
-"""Everything this project knows about Optuna's insides: the only module that touches them.
+"""Everything this project knows about Optuna's insides: with service/optuna_tables.py (SQL
+reads of Optuna's tables), the only modules that touch them.
 
 Written for Optuna 5.0 (pyproject.toml pins 5.0.x). tests/service/test_optuna_internals.py
-pins each assumption below against the installed Optuna, so an upgrade touches this module
-and those tests, nothing else. What is used, and why:
+pins each assumption below against the installed Optuna, so an upgrade touches these two
+modules and those tests, nothing else. What is used, and why:
 
 - RDBStorage's ``engine`` and thread-local ``scoped_session`` (and ``_create_scoped_session``,
   its commit-or-rollback helper): the storage runs on the Database's engine, so a process has
   one connection pool, and the writes below join the storage's own transactions.
 - The ORM models of Optuna's tables (``optuna.storages._rdb.models``): heartbeats and user
   attributes as single upserts (Optuna spends a SELECT and a commit on each), and the trial
-  counts that budgets and progress are derived from.
+  counts that budgets and progress are derived from (optuna_tables).
 - ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials.
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
   the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``.
-- ``Study._pop_waiting_trial_id`` (Optuna's waiting queue), the heartbeat thread
+- How Optuna's waiting queue pops a trial (``Study._pop_waiting_trial_id``), the heartbeat thread
   (``optuna.storages._heartbeat``; the claim commits a trial's first beat, so the thread
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
   an RDBStorage in, and ``failed_trial``, the system attribute that marks a retry.
+- Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
+  (``count_past_trials``): optuna_tables.budget_stats counts a study's trials by its highest number.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -37,12 +39,11 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, Executable, Select, Subquery, case, func, select, update
+from sqlalchemy import Engine, Executable, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.pool import NullPool
 
-RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
-COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
 _UPSERT_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
 
 
@@ -55,7 +56,9 @@ class TunedRDBStorage(RDBStorage):
     """
 
     def __init__(self, engine: Engine, **heartbeat: Any) -> None:
-        super().__init__(engine.url.render_as_string(hide_password=False), skip_table_creation=True, **heartbeat)
+        url = engine.url.render_as_string(hide_password=False)
+        # Its own engine only checks the schema version, on one connection closed at once (NullPool).
+        super().__init__(url, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True, **heartbeat)
         own_engine, self.engine = self.engine, engine  # the constructor's engine checked the schema version
         self.scoped_session = scoped_session(sessionmaker(bind=engine))
         self._version_manager.engine, self._version_manager.scoped_session = engine, self.scoped_session
@@ -194,29 +197,6 @@ def _upsert(dialect_name: str, model: Any, keys: list[Any], column: str, **value
     return insert.on_conflict_do_update(index_elements=keys, set_={column: insert.excluded[column]})
 
 
-def study_stats(study_name: str | None = None, *, with_best_value: bool = True) -> Subquery:
-    """Per Optuna study (or just ``study_name``): ``name``, ``optuna_id``, a count per state of
-    COUNTED_STATES, ``retries`` (trials marked RETRY_OF) and, if asked, ``best_value`` (the highest
-    COMPLETE value; it costs a join with every trial's value).
-    """
-    study, trial, retry = models.StudyModel, models.TrialModel, models.TrialSystemAttributeModel
-    per_state = [func.sum(case((trial.state == TrialState[s.upper()], 1), else_=0)).label(s) for s in COUNTED_STATES]
-    query = (
-        select(study.study_name.label("name"), study.study_id.label("optuna_id"), *per_state)
-        .add_columns(func.count(retry.trial_id).label("retries"))
-        .outerjoin(trial, trial.study_id == study.study_id)
-        .outerjoin(retry, (retry.trial_id == trial.trial_id) & (retry.key == RETRY_OF))
-        .group_by(study.study_id, study.study_name)
-    )
-    if with_best_value:
-        value = models.TrialValueModel
-        best = func.max(case((trial.state == TrialState.COMPLETE, value.value))).label("best_value")
-        query = query.add_columns(best).outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
-    if study_name is not None:
-        query = query.where(study.study_name == study_name)
-    return query.subquery("optuna_stats")
-
-
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The storage's id of a trial (Optuna's API speaks of trial numbers; its storage of ids)."""
     return int(trial._trial_id)
@@ -239,10 +219,30 @@ def tell(
     return told, failure
 
 
-def pop_waiting_trial(storage: BaseStorage, study_id: int) -> int | None:
-    """Set the oldest WAITING trial RUNNING and return its id, by Optuna's own queue code; None if none."""
-    # Study._pop_waiting_trial_id reads only these two attributes of its Study.
-    return optuna.Study._pop_waiting_trial_id(SimpleNamespace(_storage=storage, _study_id=study_id))  # type: ignore[arg-type]
+def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | None:
+    """Set the first of the WAITING trials ``candidates`` (in queue order, see
+    optuna_tables.waiting_trial_ids) RUNNING as Optuna's own queue does, and return its id; None
+    if each is taken or finished by now.
+
+    Optuna's ``Study._pop_waiting_trial_id`` finds them through the trial cache, whose first read
+    of a study loads every trial of it: too slow under the study lock.
+    """
+    for candidate in candidates:
+        try:
+            if storage.set_trial_state_values(candidate, state=TrialState.RUNNING):
+                return candidate
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def sync_trial_cache(storage: BaseStorage, study_id: int) -> None:
+    """Bring the trial cache up to date with the study's trials (the first call reads them all).
+
+    The cache must know a trial before its parameters are set through it; a popped trial it
+    has not seen yet is read here, after the study lock is released.
+    """
+    storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
 
 
 class _HeartbeatAfterTheFirst(HeartbeatThread):
@@ -277,27 +277,6 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
             storage.upgrade()
     finally:
         storage.engine.dispose()  # a one-off: keep no pooled connections
-
-
-def names_with_running_trials() -> Select[tuple[str]]:
-    """The names of the Optuna studies that have a RUNNING trial (only those can hold a stale one)."""
-    study, trial = models.StudyModel, models.TrialModel
-    running = select(trial.study_id).where(trial.state == TrialState.RUNNING)
-    return select(study.study_name).where(study.study_id.in_(running))
-
-
-def trials_page(storage: RDBStorage, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:
-    """Trials ``offset`` to ``offset + limit`` of a study by number, in a fixed number of queries
-    (the ids of the page, then Optuna's own bulk load of just those ids), whatever the study's size.
-    KeyError if the study is gone."""
-    trial = models.TrialModel
-    page = select(trial.trial_id).where(trial.study_id == study_id).order_by(trial.number).offset(offset).limit(limit)
-    with storage.engine.connect() as connection:
-        ids = set(connection.execute(page).scalars())
-    if not ids:
-        return []
-    everything_after = 2**62  # Optuna's loader returns the given ids plus those above this: none
-    return sorted(storage._get_trials(study_id, None, ids, everything_after), key=lambda t: t.number)
 
 
 # The storage methods Optuna's trial cache calls by their private names (a trial's suggest, for

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     )  # no secrets in errors
 
     database_url: str = "sqlite:///hpo.db"  # SQLAlchemy URL; postgresql+psycopg2://... in production
+    # A direct connection for migrations, when HPO_DATABASE_URL goes through PgBouncer in transaction
+    # mode: a migration holds a session-level advisory lock, which needs one server connection throughout.
+    migrate_database_url: str | None = None
     data_dir: Path = Path("data")  # dataset paths in specs are relative to this root
     artifact_dir: Path = Path("artifacts")  # per-trial checkpoints live here
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hpo")  # decoded datasets
@@ -31,10 +34,12 @@ class Settings(BaseSettings):
     heartbeat_grace: int = Field(default=60, ge=2)  # seconds without a beat before a trial counts as stale
     stale_check_interval: float = Field(default=15.0, gt=0)  # how often the API sweeps for stale trials
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migrate_database_url")
     @classmethod
-    def _explicit_driver(cls, url: str) -> str:
+    def _explicit_driver(cls, url: str | None) -> str | None:
         """A libpq-style ``postgres://`` or ``postgresql://`` URL names its driver: psycopg2."""
+        if url is None:
+            return None
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg2://" + url.removeprefix(prefix)
@@ -63,6 +68,11 @@ class Settings(BaseSettings):
         if self.viewer_token is not None and self.viewer_token == self.api_token:
             raise ValueError("HPO_VIEWER_TOKEN must differ from HPO_API_TOKEN (the viewer may not write)")
         return self
+
+    @property
+    def migration_url(self) -> str:
+        """Where migrations run: HPO_MIGRATE_DATABASE_URL, else HPO_DATABASE_URL."""
+        return self.migrate_database_url or self.database_url
 
     def short_tokens(self) -> list[str]:
         """The token variables set to fewer than MIN_TOKEN_LENGTH characters (worth a warning)."""

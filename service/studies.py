@@ -24,7 +24,7 @@ from service.artifacts import remove_study_artifacts
 from service.budget import Progress, mark_completed_if_spent, records_with_stats
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_internals import trials_page
+from service.optuna_tables import trials_page
 from service.search_strategy import build_pruner, build_sampler
 from service.spec import StudySpec
 
@@ -125,7 +125,7 @@ def list_studies(*, session: Session) -> list[StudyView]:
 
 def _view(row: Any) -> StudyView:
     progress = Progress.of(row)
-    mark_completed_if_spent(row.StudyRecord, progress)
+    mark_completed_if_spent(row.StudyRecord, progress.budget)
     return StudyView(row.StudyRecord, progress, row.optuna_id)
 
 

@@ -9,7 +9,7 @@ from filelock import FileLock
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.budget import Progress, read_stats
+from service.budget import Budget, read_budget
 from service.database import Database
 from service.db_retry import TRANSIENT_ERRORS
 from service.models import StudyRecord
@@ -30,8 +30,8 @@ class StudyLock:
         self._session: Session | None = None
         self._file_lock: FileLock | None = None
 
-    def acquire(self) -> tuple[StudyRecord, Progress, int | None] | None:
-        """Lock the study; its record, progress and Optuna id (None if no such study)."""
+    def acquire(self) -> tuple[StudyRecord, Budget, int | None] | None:
+        """Lock the study; its record, budget counts and Optuna id (None if no such study)."""
         query = select(StudyRecord).where(StudyRecord.name == self._name)
         if self._db.engine.dialect.name == "sqlite":
             self._file_lock = FileLock(f"{self._db.engine.url.database}.claim.lock")
@@ -45,8 +45,8 @@ class StudyLock:
             return None
         # A second statement, not a join with the lock's: in READ COMMITTED a statement that waited
         # for the row lock would still see the counts from before the previous holder's commit.
-        progress, optuna_id = read_stats(self._session, self._name)
-        return record, progress, optuna_id
+        budget, optuna_id = read_budget(self._session, self._name)
+        return record, budget, optuna_id
 
     @property
     def session(self) -> Session:

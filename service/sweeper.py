@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from service.database import Database
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_internals import names_with_running_trials
+from service.optuna_tables import names_with_running_trials
 from service.studies import remove_study
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # far longer than any create or delete takes

@@ -40,8 +40,7 @@ def child_main(slot: SlotConfig, quota: TrialQuota, log_queue: Any = None) -> No
     if slot.threads:
         torch.set_num_threads(slot.threads)
     settings = get_settings()
-    # No ping per checkout: every database call on a slot's path is retried instead (service.database).
-    database = Database.from_settings(settings, ping_on_checkout=False)
+    database = Database.from_settings(settings, role="worker")  # one pooled connection (service.database)
     try:
         SlotLoop(slot, database, settings, stop, quota, torch.device(slot.device)).run()
     finally:

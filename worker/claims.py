@@ -9,10 +9,11 @@ from typing import Any
 from optuna.storages import BaseStorage
 from sqlalchemy.orm import Session
 
-from service.budget import Progress, mark_completed_if_spent, may_start
+from service.budget import Budget, mark_completed_if_spent, may_start
 from service.database import Database
 from service.models import StudyRecord
-from service.optuna_internals import pop_waiting_trial, upsert_heartbeat, upsert_user_attrs
+from service.optuna_internals import pop_waiting_trial, sync_trial_cache, upsert_heartbeat, upsert_user_attrs
+from service.optuna_tables import waiting_trial_ids
 from service.study_lock import StudyLock
 
 
@@ -22,7 +23,7 @@ class Claim:
 
     trial_id: int
     record: StudyRecord
-    progress: Progress  # counts just before the claim
+    budget: Budget  # counts just before the claim
     from_waiting_queue: bool  # a retry or an enqueued config, not a trial created by this claim
     first_beat_committed: bool  # the trial's first heartbeat committed with the claim
 
@@ -40,14 +41,15 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
     locked = lock.acquire()
     if locked is None:
         return None
-    record, progress, optuna_id = locked
+    record, budget, optuna_id = locked
     try:
-        if optuna_id is None or not may_start(record, progress):
-            mark_completed_if_spent(record, progress)
+        if optuna_id is None or not may_start(record, budget):
+            mark_completed_if_spent(record, budget)
             return None
-        trial_id = pop_waiting_trial(storage, optuna_id) if progress.counts["waiting"] else None
+        waiting = waiting_trial_ids(lock.session, optuna_id) if budget.waiting else []
+        trial_id = pop_waiting_trial(storage, waiting)
         from_waiting_queue = trial_id is not None
-        if trial_id is None and progress.slots_taken < record.max_trials:
+        if trial_id is None and budget.slots_taken < record.max_trials:
             trial_id = storage.create_new_trial(optuna_id)
         if trial_id is None:
             return None
@@ -58,6 +60,7 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
             upsert_user_attrs(session, claimed, attrs)
 
         committed = lock.release(first_writes)
-        return Claim(trial_id, record, progress, from_waiting_queue, first_beat_committed=committed)
+        sync_trial_cache(storage, optuna_id)  # after the release: its first call reads the whole study
+        return Claim(trial_id, record, budget, from_waiting_queue, first_beat_committed=committed)
     finally:
         lock.release()

@@ -110,7 +110,7 @@ class SlotLoop:
             outcome = run_claimed(failing, claim.trial_id, _raise(exc), self.db.storage, claim.first_beat_committed)
             self._count(claim.record.name, outcome.error, _failure_limit(claim.record.spec))
             return
-        study.sampler = build_sampler(spec, seed_offset=claim.progress.slots_taken)
+        study.sampler = build_sampler(spec, seed_offset=claim.budget.slots_taken)
         objective = self.objective_class(
             spec=spec,
             device=self.device,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.budget import Progress, mark_completed_if_spent, may_start, records_with_stats
+from service.budget import Budget, mark_completed_if_spent, may_start, records_with_budget
 from service.database import Database
 from service.models import StudyRecord, StudyStatus
 
@@ -21,16 +21,16 @@ class Candidate:
 
 def survey(db: Database, only: str | None = None) -> list[Candidate]:
     """Running studies (or just ``only``) with their work, completing those whose budget is spent."""
-    query = records_with_stats(only).where(StudyRecord.status == StudyStatus.RUNNING)
+    query = records_with_budget(only).where(StudyRecord.status == StudyStatus.RUNNING)
     candidates = []
     with db.session() as session:
         for row in session.execute(query.order_by(StudyRecord.priority.desc(), StudyRecord.created_at)):
-            record, progress = row.StudyRecord, Progress.of(row)
+            record, budget = row.StudyRecord, Budget.of(row)
             if row.optuna_id is None:  # its Optuna side was deleted elsewhere: nothing to run (the API removes it)
                 continue
-            if mark_completed_if_spent(record, progress):
+            if mark_completed_if_spent(record, budget):
                 continue
-            candidates.append(Candidate(record.name, record.priority, may_start(record, progress), progress.active))
+            candidates.append(Candidate(record.name, record.priority, may_start(record, budget), budget.active))
     return candidates
 
 

@@ -19,7 +19,7 @@ from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
 from service.database import Database
 from service.db_retry import call_with_retry
-from service.migrate import migrate
+from service.migrate import migrate_from_settings
 from service.settings import get_settings
 from service.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
 
@@ -30,8 +30,8 @@ MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueu
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    database = app.state.database = Database.from_settings(settings)
-    await asyncio.to_thread(call_with_retry, migrate, database)  # a database restarting is waited for
+    database = app.state.database = Database.from_settings(settings, role="api")
+    await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     sweeper = asyncio.create_task(_sweep_forever(database, settings.stale_check_interval))
     try:
         yield

@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from service import optuna_internals as internals
-from service.budget import Progress, read_stats
+from service import optuna_tables as tables
+from service.budget import Budget, Progress, read_budget
 from service.database import Database, Heartbeat
 from service.spec import StudySpec
 from service.studies import create_study
@@ -181,7 +182,7 @@ def test_an_orphaned_trial_is_failed_and_requeued_by_the_stale_sweep(fast_beats:
     assert states[orphan] == TrialState.FAIL
     assert list(states.values()).count(TrialState.WAITING) == 1  # its retry
     with fast_beats.session() as session:
-        assert read_stats(session, "s")[0].slots_taken == 1  # the retry takes the orphan's slot, not a new one
+        assert read_budget(session, "s")[0].slots_taken == 1  # the retry takes the orphan's slot, not a new one
 
 
 def test_checking_that_a_trial_runs_keeps_others_from_finishing_it_until_commit(running: Setup, db_url):
@@ -204,8 +205,9 @@ def test_checking_that_a_trial_runs_keeps_others_from_finishing_it_until_commit(
     assert database.storage.get_trial(trial_id).state == TrialState.FAIL
 
 
-def test_study_stats_agree_with_what_optuna_reports(running: Setup):
-    """Counts by state, retries (the RETRY_OF mark) and the best value, read from Optuna's tables."""
+def test_study_and_budget_stats_agree_with_what_optuna_reports(running: Setup):
+    """Counts by state, retries (the RETRY_OF mark) and the best value, read from Optuna's tables;
+    the budget's counts, read from indexes, are the same."""
     database, running_id = running
     study = optuna.load_study(study_name="s", storage=database.storage)
     for value in (0.3, 0.6):
@@ -215,15 +217,15 @@ def test_study_stats_agree_with_what_optuna_reports(running: Setup):
     study.tell(failed, state=TrialState.FAIL)
     RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[failed.number])  # a WAITING retry
     retry = next(t for t in study.get_trials() if t.state == TrialState.WAITING)
-    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == retry.system_attrs[internals.RETRY_OF]
+    assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == retry.system_attrs[tables.RETRY_OF]
 
     with database.session() as session:
-        progress, optuna_id = read_stats(session, "s")
-        with_best = session.execute(select(internals.study_stats("s"))).one()
+        budget, optuna_id = read_budget(session, "s")
+        progress = Progress.of(session.execute(select(tables.study_stats("s"))).one())
     assert optuna_id == study._study_id
-    assert progress == Progress({"complete": 2, "pruned": 1, "fail": 1, "running": 1, "waiting": 1}, 1)
-    assert progress.slots_taken == 5 and progress.finished == 3
-    assert Progress.of(with_best) == Progress(progress.counts, 1, 0.6)
+    assert progress == Progress({"complete": 2, "pruned": 1, "fail": 1, "running": 1, "waiting": 1}, 1, 0.6)
+    assert budget == progress.budget == Budget(trials=6, running=1, waiting=1, retries=1)
+    assert budget.slots_taken == 5 and budget.finished == 3
     assert running_id in {internals.trial_id(t) for t in study.get_trials(states=(TrialState.RUNNING,))}
 
 
@@ -254,15 +256,17 @@ def test_tell_finishes_a_trial_as_optimize_does(running: Setup, value, state, to
 def test_the_waiting_queue_pops_the_oldest_trial_once(db):
     study_id = new_study(db, enqueue=[{"lr": 0.001}, {"lr": 0.002}])
     storage = internals.trial_cache(db.storage)
-    first = internals.pop_waiting_trial(storage, study_id)
-    second = internals.pop_waiting_trial(storage, study_id)
+    with db.session() as session:
+        queue = tables.waiting_trial_ids(session, study_id)
+    first = internals.pop_waiting_trial(storage, queue)
+    second = internals.pop_waiting_trial(storage, queue)
     assert first is not None and second is not None
     assert [storage.get_trial(t).system_attrs["fixed_params"] for t in (first, second)] == [
         {"lr": 0.001},
         {"lr": 0.002},
     ]
     assert storage.get_trial(first).state == TrialState.RUNNING
-    assert internals.pop_waiting_trial(storage, study_id) is None
+    assert internals.pop_waiting_trial(storage, queue) is None
 
 
 def test_a_trial_created_through_the_cache_is_seen_by_a_study_on_it(running: Setup):
@@ -312,3 +316,18 @@ def test_the_private_storage_calls_of_the_trial_cache_are_the_ones_retried():
     assert called - {"_create_new_trial"} == set(internals.CACHE_BACKEND_CALLS)  # creation: under the claim's retry
     for name in internals.CACHE_BACKEND_CALLS:
         assert hasattr(getattr(ResilientRDBStorage, name), "retry"), name  # tenacity's wrapper
+
+
+def test_a_popped_trial_the_cache_never_saw_takes_parameters_once_the_cache_is_synced(db):
+    """The claim pops by SQL, not through the cache; a sampler that reads no trials (random) then
+    sets parameters through a cache that must know the trial: sync_trial_cache reads it."""
+    study_id = new_study(db, enqueue=[{"lr": 0.001}])
+    storage = internals.trial_cache(db.storage)
+    with db.session() as session:
+        popped = internals.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))
+    assert popped is not None
+    internals.sync_trial_cache(storage, study_id)
+    study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler())
+    trial = internals.trial_handle(study, popped)
+    assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.001
+    assert trial.suggest_float("momentum", 0.8, 0.99) == storage.get_trial(popped).params["momentum"]

@@ -27,7 +27,7 @@ def test_a_claim_creates_a_running_trial_with_its_first_heartbeat_and_worker(db)
     cached, _ = setup(db, max_trials=2)
     claim = claim_trial(db, "s", cached, {"worker": "host:1"})
     assert claim is not None and not claim.from_waiting_queue and claim.first_beat_committed
-    assert claim.progress.slots_taken == 0
+    assert claim.budget.slots_taken == 0
     trial = db.storage.get_trial(claim.trial_id)
     assert trial.state == TrialState.RUNNING and trial.user_attrs == {"worker": "host:1"}
     study_id = db.storage.get_study_id_from_name("s")

@@ -1,0 +1,105 @@
+"""Reads of Optuna's tables in SQL: study counts for budgets and lists, pages of trials, the waiting queue.
+
+The companion of service/optuna_internals.py (same Optuna 5.0 assumptions, pinned by
+tests/service/test_optuna_internals.py). Optuna reads a study by loading every trial of it; these
+queries read what a decision or a page needs, so their cost does not grow with the study where
+it matters: the budget check under the study lock (``budget_stats``, on the indexes that the
+migration 0003_claim_indexes adds) and a page of trials (``trials_page``).
+"""
+
+from __future__ import annotations
+
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Select, Subquery, case, func, select
+from sqlalchemy.orm import Session, aliased
+
+RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
+COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
+
+
+def study_stats(study_name: str | None = None, *, with_best_value: bool = True) -> Subquery:
+    """Per Optuna study (or just ``study_name``): ``name``, ``optuna_id``, a count per state of
+    COUNTED_STATES, ``retries`` (trials marked RETRY_OF) and, if asked, ``best_value`` (the highest
+    COMPLETE value; it costs a join with every trial's value). It reads every trial: for lists
+    and views, not for decisions under a lock (``budget_stats``).
+    """
+    study, trial, retry = models.StudyModel, models.TrialModel, models.TrialSystemAttributeModel
+    per_state = [func.sum(case((trial.state == TrialState[s.upper()], 1), else_=0)).label(s) for s in COUNTED_STATES]
+    query = (
+        select(study.study_name.label("name"), study.study_id.label("optuna_id"), *per_state)
+        .add_columns(func.count(retry.trial_id).label("retries"))
+        .outerjoin(trial, trial.study_id == study.study_id)
+        .outerjoin(retry, (retry.trial_id == trial.trial_id) & (retry.key == RETRY_OF))
+        .group_by(study.study_id, study.study_name)
+    )
+    if with_best_value:
+        value = models.TrialValueModel
+        best = func.max(case((trial.state == TrialState.COMPLETE, value.value))).label("best_value")
+        query = query.add_columns(best).outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
+    if study_name is not None:
+        query = query.where(study.study_name == study_name)
+    return query.subquery("optuna_stats")
+
+
+def budget_stats(study_name: str | None = None) -> Subquery:
+    """Per Optuna study (or just ``study_name``): ``name``, ``optuna_id``, ``trials`` (all of them),
+    ``running``, ``waiting`` and ``retries``: what a budget decision needs, read from indexes.
+
+    Each figure costs the same whatever the study's size: Optuna numbers a study's trials 0, 1,
+    2, ... in creation order under a lock on the study's row, so the count is the highest number
+    plus one; the running and waiting trials are few, and so are retries.
+    """
+    study = models.StudyModel
+    trial, retried = aliased(models.TrialModel), aliased(models.TrialModel)
+    mark = models.TrialSystemAttributeModel
+    of_study = trial.study_id == study.study_id
+    count_in = {
+        state: select(func.count()).where(of_study, trial.state == state).scalar_subquery()
+        for state in (TrialState.RUNNING, TrialState.WAITING)
+    }
+    query = select(
+        study.study_name.label("name"),
+        study.study_id.label("optuna_id"),
+        select(func.coalesce(func.max(trial.number) + 1, 0)).where(of_study).scalar_subquery().label("trials"),
+        count_in[TrialState.RUNNING].label("running"),
+        count_in[TrialState.WAITING].label("waiting"),
+        select(func.count())
+        .select_from(mark)
+        .join(retried, retried.trial_id == mark.trial_id)
+        .where(mark.key == RETRY_OF, retried.study_id == study.study_id)
+        .scalar_subquery()
+        .label("retries"),
+    )
+    if study_name is not None:
+        query = query.where(study.study_name == study_name)
+    return query.subquery("budget_stats")
+
+
+def names_with_running_trials() -> Select[tuple[str]]:
+    """The names of the Optuna studies that have a RUNNING trial (only those can hold a stale one)."""
+    study, trial = models.StudyModel, models.TrialModel
+    running = select(trial.study_id).where(trial.state == TrialState.RUNNING)
+    return select(study.study_name).where(study.study_id.in_(running))
+
+
+def waiting_trial_ids(session: Session, study_id: int) -> list[int]:
+    """The study's WAITING trials, oldest (lowest number) first: Optuna's queue order."""
+    trial = models.TrialModel
+    query = select(trial.trial_id).where(trial.study_id == study_id, trial.state == TrialState.WAITING)
+    return list(session.execute(query.order_by(trial.number)).scalars())
+
+
+def trials_page(storage: RDBStorage, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:
+    """Trials ``offset`` to ``offset + limit`` of a study by number, in a fixed number of queries
+    (the ids of the page, then Optuna's own bulk load of just those ids), whatever the study's size.
+    KeyError if the study is gone."""
+    trial = models.TrialModel
+    page = select(trial.trial_id).where(trial.study_id == study_id).order_by(trial.number).offset(offset).limit(limit)
+    with storage.engine.connect() as connection:
+        ids = set(connection.execute(page).scalars())
+    if not ids:
+        return []
+    everything_after = 2**62  # Optuna's loader returns the given ids plus those above this: none
+    return sorted(storage._get_trials(study_id, None, ids, everything_after), key=lambda t: t.number)
