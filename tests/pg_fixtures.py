@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -112,3 +113,38 @@ def _migrate(url: str) -> None:
     database = Database(url)
     migrate(database)
     database.dispose()
+
+
+@dataclass(frozen=True)
+class LimitedRole:
+    """A login role on the test database whose connections the test rations: ``allow(0)`` makes
+    the server refuse every new one (SQLSTATE 53300, as when max_connections is reached)."""
+
+    name: str
+    url: str
+    admin: Engine
+
+    def allow(self, connections: int) -> None:
+        """Set how many connections the role may hold at once."""
+        with self.admin.connect() as connection:
+            connection.execute(text(f'ALTER ROLE "{self.name}" CONNECTION LIMIT {int(connections)}'))
+
+
+@pytest.fixture
+def limited_role(pg_admin: Engine, pg_url: str) -> Iterator[LimitedRole]:
+    """A role with every right on the ``pg_url`` database, allowed no connection until ``allow``."""
+    name = f"hpo_limited_{uuid.uuid4().hex[:8]}"
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'CREATE ROLE "{name}" LOGIN CONNECTION LIMIT 0'))
+    owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        for objects in ("TABLES", "SEQUENCES"):
+            connection.execute(text(f'GRANT ALL ON ALL {objects} IN SCHEMA public TO "{name}"'))
+    yield LimitedRole(name, make_url(pg_url).set(username=name).render_as_string(hide_password=False), pg_admin)
+    with owner.connect() as connection:
+        sessions = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n")
+        connection.execute(sessions, {"n": name})
+        connection.execute(text(f'DROP OWNED BY "{name}"'))
+    owner.dispose()
+    with pg_admin.connect() as connection:
+        connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
