@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages that two tests drive: chromium (the dashboard rendered in a
-# headless browser) and docker-compose (the compose file validated). Without them those tests
-# skip, and a skipped test proves nothing, so CI (.ci/run) installs them first.
+# Install the Debian packages that tests drive: chromium (the dashboard rendered in a headless
+# browser), docker-compose (the compose file validated) and pgbouncer (a study run through it in
+# transaction mode). Without them those tests skip, and a skipped test proves nothing, so CI
+# (.ci/run) installs them first.
 # Best effort: without root or apt-get it says what is missing and leaves the rest to the tests.
 set -uo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi

@@ -148,3 +148,82 @@ def limited_role(pg_admin: Engine, pg_url: str) -> Iterator[LimitedRole]:
     owner.dispose()
     with pg_admin.connect() as connection:
         connection.execute(text(f'DROP ROLE IF EXISTS "{name}"'))
+
+
+@dataclass(frozen=True)
+class PgBouncer:
+    """A PgBouncer in transaction mode in front of the test server (see the ``pgbouncer`` fixture)."""
+
+    port: int
+    console_dsn: str  # its admin console, for psycopg2 (SHOW POOLS, SHOW STATS)
+
+    def url_for(self, database_url: str) -> str:
+        """``database_url`` (a database on the test server) reached through this PgBouncer."""
+        return make_url(database_url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+
+PGBOUNCER_INI = """\
+[databases]
+* = host={host} port={port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen}
+unix_socket_dir =
+auth_type = trust
+auth_file = {root}/users.txt
+admin_users = {user}
+pool_mode = transaction
+max_client_conn = 500
+default_pool_size = 8
+logfile = {root}/pgbouncer.log
+pidfile = {root}/pgbouncer.pid
+"""
+
+
+@pytest.fixture
+def pgbouncer(pg_admin: Engine) -> Iterator[PgBouncer]:
+    """A real PgBouncer (Debian's ``pgbouncer``; .ci/run installs it) in transaction mode, at most
+    8 server connections per database, in front of the test server."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from cli.local_api import free_port
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer; .ci/run installs it)")
+    root = Path(tempfile.mkdtemp(prefix="hpo-pgbouncer."))  # not under pytest's folder: PgBouncer's user reads it
+    server, listen = pg_admin.url, free_port()
+    user = server.username or "postgres"
+    (root / "users.txt").write_text(f'"{user}" ""\n')
+    ini = PGBOUNCER_INI.format(host=server.host, port=server.port or 5432, listen=listen, root=root, user=user)
+    (root / "pgbouncer.ini").write_text(ini)
+    run_as = []
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        shutil.chown(root, "postgres")
+        for path in root.iterdir():
+            shutil.chown(path, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    with open(root / "stderr.txt", "wb") as stderr:
+        proc = subprocess.Popen([*run_as, binary, str(root / "pgbouncer.ini")], stderr=stderr)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(root / "pgbouncer.pid") or not _port_open(listen):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            output = "".join(p.read_text() for p in (root / "stderr.txt", root / "pgbouncer.log") if p.exists())
+            pytest.fail(f"pgbouncer did not start (exit {proc.poll()}): {output[-2000:]}")
+        time.sleep(0.1)
+    yield PgBouncer(listen, f"host=127.0.0.1 port={listen} dbname=pgbouncer user={user}")
+    proc.terminate()
+    proc.wait(timeout=20)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

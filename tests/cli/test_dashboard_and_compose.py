@@ -118,9 +118,14 @@ def test_compose_file_is_valid_and_reserves_gpus_for_workers(binary):
     out = subprocess.run([binary, "-f", compose, "config"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
-    assert set(services) == {"db", "migrate", "api", "worker"}  # no unauthenticated dashboard beside the API
+    assert set(services) == {"db", "pgbouncer", "migrate", "api", "worker"}  # no unauthenticated dashboard
+    for name in ("api", "worker"):  # through PgBouncer in transaction mode; migrations direct
+        assert "@pgbouncer:5432/" in services[name]["environment"]["HPO_DATABASE_URL"]
+        assert "@db:5432/" in services[name]["environment"]["HPO_MIGRATE_DATABASE_URL"]
+    assert services["pgbouncer"]["environment"]["POOL_MODE"] == "transaction"
     published = {name: [_host_and_port(p) for p in s.get("ports", [])] for name, s in services.items()}
     assert published["api"] == [(None, "8000")] and not published["worker"] and not published["migrate"]
+    assert not published["pgbouncer"]
     assert published["db"] == [("127.0.0.1", "5432")]  # the database: this host only
     assert services["db"]["image"].startswith("postgres")
     assert "healthcheck" in services["db"]
