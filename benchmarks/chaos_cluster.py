@@ -24,7 +24,8 @@ from cli.local_api import free_port
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster on a free port (trust auth), removed by ``remove``."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, max_connections: int = 200) -> None:
+        self.max_connections = max_connections
         initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not initdbs:
             raise RuntimeError("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
@@ -44,7 +45,8 @@ class PrivatePostgres:
         subprocess.run([*self.as_postgres, str(self.bin / tool), *args], check=True, stdout=subprocess.DEVNULL)
 
     def _options(self) -> str:
-        return f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off"
+        limits = f"-c max_connections={self.max_connections} -c fsync=off"
+        return f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {limits}"
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""

@@ -17,7 +17,8 @@ modules and those tests, nothing else. What is used, and why:
 - How Optuna's waiting queue pops a trial (``Study._pop_waiting_trial_id``), the heartbeat thread
   (``optuna.storages._heartbeat``; the claim commits a trial's first beat, so the thread
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
-  an RDBStorage in, and ``failed_trial``, the system attribute that marks a retry.
+  an RDBStorage in (and its bookkeeping, to add a popped trial), and ``failed_trial``, the
+  system attribute that marks a retry.
 - Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
   (``count_past_trials``): optuna_tables.budget_stats counts a study's trials by its highest number.
 """
@@ -34,6 +35,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._heartbeat import BaseHeartbeat, HeartbeatThread, get_heartbeat_thread, is_heartbeat_enabled
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -42,7 +44,6 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Engine, Executable, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 _UPSERT_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
 
@@ -57,12 +58,11 @@ class TunedRDBStorage(RDBStorage):
 
     def __init__(self, engine: Engine, **heartbeat: Any) -> None:
         url = engine.url.render_as_string(hide_password=False)
-        # Its own engine only checks the schema version, on one connection closed at once (NullPool).
-        super().__init__(url, engine_kwargs={"poolclass": NullPool}, skip_table_creation=True, **heartbeat)
-        own_engine, self.engine = self.engine, engine  # the constructor's engine checked the schema version
+        # On the Database's own pool: the constructor's schema-version check opens no connection of its own.
+        super().__init__(url, engine_kwargs={"pool": engine.pool}, skip_table_creation=True, **heartbeat)
+        self.engine = engine
         self.scoped_session = scoped_session(sessionmaker(bind=engine))
         self._version_manager.engine, self._version_manager.scoped_session = engine, self.scoped_session
-        own_engine.dispose()
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
         self._beatless_since: dict[int, dict[int, float]] = {}  # study id -> {beatless trial id: first seen}
@@ -236,13 +236,21 @@ def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | 
     return None
 
 
-def sync_trial_cache(storage: BaseStorage, study_id: int) -> None:
-    """Bring the trial cache up to date with the study's trials (the first call reads them all).
+def cache_popped_trial(storage: BaseStorage, study_id: int, popped_trial_id: int) -> None:
+    """Tell the trial cache about a trial this process popped from the waiting queue.
 
-    The cache must know a trial before its parameters are set through it; a popped trial it
-    has not seen yet is read here, after the study lock is released.
+    The cache must know a trial before parameters are set through it. Optuna's own pop finds
+    the trial through the cache (reading the whole study the first time); this adds the one
+    trial, as the cache's ``create_new_trial`` does for a trial it creates, and marks it
+    unfinished, as the cache's own read of a running trial does, so that later reads refresh it.
     """
-    storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    if not isinstance(storage, _CachedStorage):
+        return
+    popped = storage._backend.get_trial(popped_trial_id)
+    with storage._lock:
+        info = storage._studies.setdefault(study_id, _StudyInfo())
+        storage._add_trials_to_cache(study_id, [popped])
+        info.unfinished_trial_ids.add(popped_trial_id)
 
 
 class _HeartbeatAfterTheFirst(HeartbeatThread):

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.artifacts import remove_study_artifacts
-from service.budget import Progress, mark_completed_if_spent, records_with_stats
+from service.budget import Budget, Progress, mark_completed_if_spent, records_with_budget, records_with_stats
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.optuna_tables import trials_page
@@ -187,29 +187,29 @@ def list_trials(
 ) -> tuple[int, list[optuna.trial.FrozenTrial]]:
     """One page of the study's trials, by number, and the total count: a page costs the same
     few queries however many trials the study holds."""
-    view = get_study(session=session, name=name)
-    if view.optuna_id is None:
+    _record, budget, optuna_id = _record_and_budget(session, name)
+    if optuna_id is None:
         return 0, []
     try:
-        page = trials_page(storage, view.optuna_id, offset, limit)
+        page = trials_page(storage, optuna_id, offset, limit)
     except (KeyError, IndexError):  # Optuna's answers when the study goes while it reads
         raise _gone_or(session, name) from None
-    return sum(view.progress.counts.values()), page
+    return budget.trials, page
 
 
 def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str, Any]:
     """The best completed trial: number, value, params, the config that reproduces it, metrics."""
-    view = get_study(session=session, name=name)
+    record, _budget, optuna_id = _record_and_budget(session, name)
     no_trial = StudyConflictError(f"study {name!r} has no completed trial yet")
-    if view.optuna_id is None:
+    if optuna_id is None:
         raise no_trial
     try:
-        best = storage.get_best_trial(view.optuna_id)
+        best = storage.get_best_trial(optuna_id)
     except ValueError:  # Optuna's answer when no trial has completed
         raise no_trial from None
     except (KeyError, IndexError):
         raise _gone_or(session, name) from None
-    spec = StudySpec.model_validate(view.record.spec)
+    spec = StudySpec.model_validate(record.spec)
     return {
         "trial_number": best.number,
         "value": best.value,
@@ -217,6 +217,16 @@ def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str
         "config": best.user_attrs.get("config") or spec.training_config(best.params).model_dump(mode="json"),
         "metrics": best.user_attrs.get("metrics", {}),
     }
+
+
+def _record_and_budget(session: Session, name: str) -> tuple[StudyRecord, Budget, int | None]:
+    """The study's record, its budget counts and Optuna id, read from indexes (no per-state
+    counts: a read that needs only these does not scan the study); StudyNotFoundError if none."""
+    row = session.execute(records_with_budget(name).where(StudyRecord.status.not_in(IN_PROGRESS))).first()
+    session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
+    if row is None:
+        raise StudyNotFoundError(f"no study named {name!r}")
+    return row.StudyRecord, Budget.of(row), row.optuna_id
 
 
 def _gone_or(session: Session, name: str) -> Exception:

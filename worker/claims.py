@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.budget import Budget, mark_completed_if_spent, may_start
 from service.database import Database
 from service.models import StudyRecord
-from service.optuna_internals import pop_waiting_trial, sync_trial_cache, upsert_heartbeat, upsert_user_attrs
+from service.optuna_internals import cache_popped_trial, pop_waiting_trial, upsert_heartbeat, upsert_user_attrs
 from service.optuna_tables import waiting_trial_ids
 from service.study_lock import StudyLock
 
@@ -60,7 +60,8 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
             upsert_user_attrs(session, claimed, attrs)
 
         committed = lock.release(first_writes)
-        sync_trial_cache(storage, optuna_id)  # after the release: its first call reads the whole study
+        if from_waiting_queue:
+            cache_popped_trial(storage, optuna_id, trial_id)
         return Claim(trial_id, record, budget, from_waiting_queue, first_beat_committed=committed)
     finally:
         lock.release()

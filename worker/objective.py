@@ -6,22 +6,45 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine
 
-from objectives.checkpoint import Resumable, find_resumable
-from objectives.data import load_dataset
-from objectives.train import train
 from service.optuna_internals import trial_id
 from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
 from worker.progress import progress_extra
 
+if TYPE_CHECKING:
+    from objectives.checkpoint import Resumable
+
 log = logging.getLogger("hpo.worker")
+
+
+# objectives/ brings torch (about 300 MB per process), so it is imported when a trial first trains:
+# a slot running a zero-cost objective (benchmarks/scale.py runs 64 on one machine) never loads it.
+def load_dataset(*args: Any, **kwargs: Any) -> Any:
+    """objectives.data.load_dataset, imported at first use."""
+    from objectives.data import load_dataset as load
+
+    return load(*args, **kwargs)
+
+
+def train(*args: Any, **kwargs: Any) -> Any:
+    """objectives.train.train, imported at first use."""
+    from objectives.train import train as run
+
+    return run(*args, **kwargs)
+
+
+def find_resumable(path: Path) -> Resumable:
+    """objectives.checkpoint.find_resumable, imported at first use."""
+    from objectives.checkpoint import find_resumable as find
+
+    return find(path)
 
 
 class HandBack(Exception):
@@ -58,12 +81,12 @@ class TrialObjective:
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.checkpoint_dir / f"trial-{trial.number if root is None else root}.pt"
-        resumable = find_resumable(checkpoint) if root is not None else Resumable(None, None)
-        resume_epoch = resumable.epoch
+        resumable = find_resumable(checkpoint) if root is not None else None
+        resume_epoch = resumable.epoch if resumable else None
         attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
         if resume_epoch is not None:
             attrs["resumed_from_epoch"] = resume_epoch
-        if resumable.note is not None:  # the latest checkpoint could not be used
+        if resumable and resumable.note is not None:  # the latest checkpoint could not be used
             attrs["checkpoint_note"] = resumable.note
             log.warning("trial %s: %s", trial.number, resumable.note)
         # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
@@ -91,7 +114,7 @@ class TrialObjective:
             device=self.device,
             report=self._reporter(trial),
             checkpoint_path=checkpoint,
-            resume_from=resumable.path,
+            resume_from=resumable.path if resumable else None,
             on_epoch=lambda e, loss, acc: log.info(
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
                 trial.number,
