@@ -17,6 +17,7 @@ from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
 from worker.progress import progress_extra
+from worker.runner import HandBack
 
 if TYPE_CHECKING:
     from objectives.checkpoint import Resumable
@@ -47,10 +48,6 @@ def find_resumable(path: Path) -> Resumable:
     return find(path)
 
 
-class HandBack(Exception):
-    """Raised at an epoch boundary when the worker is shutting down: the trial is re-queued."""
-
-
 @dataclass
 class TrialObjective:
     """The objective of one claimed trial (see worker.runner.run_claimed).
@@ -72,11 +69,9 @@ class TrialObjective:
     load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
     train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)
-    trial_number: int | None = field(default=None, init=False)
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the trial's config; returns the final validation accuracy."""
-        self.trial_number = trial.number
         params = suggest(trial, self.spec)
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
@@ -168,10 +163,9 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
-def hand_back(study: optuna.Study, trial_number: int, engine: Engine) -> None:
+def hand_back(study: optuna.Study, trial: optuna.trial.FrozenTrial, engine: Engine) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
-    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial_number)
-    stale_trial_retry(engine, handed_back=True)(study, frozen)
+    stale_trial_retry(engine, handed_back=True)(study, trial)
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:

@@ -22,6 +22,11 @@ log = logging.getLogger("hpo.worker")
 ERROR_CHARS = 500  # of a failed trial's "error" attribute
 
 
+class HandBack(Exception):
+    """Raised by an objective at an epoch boundary when the worker is shutting down: the trial
+    ends FAIL and is re-queued (worker.objective.hand_back), to resume from its checkpoint."""
+
+
 class Outcome(NamedTuple):
     """How a trial ended: the state told, and why it failed (None unless the objective failed)."""
 
@@ -51,6 +56,9 @@ def run_claimed(
             value = objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
+        except HandBack as exc:  # on purpose: a line, not a traceback
+            state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
+            log.info("trial %s handed back: %s", trial.number, exc)
         except Exception as exc:
             state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
             log.warning("trial %s failed: %r", trial.number, exc, exc_info=True)

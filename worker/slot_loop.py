@@ -124,8 +124,9 @@ class SlotLoop:
             may_be_retry=claim.from_waiting_queue,
         )
         outcome = run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
-        if objective.handed_back and objective.trial_number is not None:
-            call_with_retry(hand_back, study, objective.trial_number, self.db.engine)
+        if objective.handed_back:
+            handed = call_with_retry(self.storage.get_trial, claim.trial_id)  # this trial alone, not the study
+            call_with_retry(hand_back, study, handed, self.db.engine)
         else:
             self._count(claim.record.name, outcome.error, spec.max_failed_trials)
         # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).
