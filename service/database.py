@@ -35,8 +35,8 @@ class PoolPlan:
 POOLS = {
     # Requests run in parallel: up to 10 connections under load, back to 2 when it passes.
     "api": PoolPlan(size=2, overflow=8, ping=True),
-    # One at steady state. Overflow covers the moments two are needed at once: the claim's lock
-    # session while Optuna creates the trial, a running trial's heartbeat thread beside its reports.
+    # One at steady state. Overflow covers the moments two are needed at once: a running trial's
+    # heartbeat thread beside its reports. (The claim is one transaction on one connection.)
     # No ping: every database call on a slot's path is retried instead (service.db_retry), and
     # SQLAlchemy drops the whole pool at the first disconnect it sees.
     "worker": PoolPlan(size=1, overflow=2, ping=False),

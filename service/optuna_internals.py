@@ -29,8 +29,8 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import optuna
@@ -41,7 +41,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Engine, Executable, func, select, update
+from sqlalchemy import Connection, Engine, Executable, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
@@ -225,32 +225,62 @@ def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | 
     if each is taken or finished by now.
 
     Optuna's ``Study._pop_waiting_trial_id`` finds them through the trial cache, whose first read
-    of a study loads every trial of it: too slow under the study lock.
+    of a study loads every trial of it: too slow under the study lock. On a TunedRDBStorage the
+    state change is not retried on its own (inside the claim's transaction a retry cannot
+    help: the claim is retried as a whole).
     """
+    set_state: Callable[..., bool] = storage.set_trial_state_values
+    if isinstance(storage, TunedRDBStorage):
+        set_state = functools.partial(TunedRDBStorage.set_trial_state_values, storage)
     for candidate in candidates:
         try:
-            if storage.set_trial_state_values(candidate, state=TrialState.RUNNING):
+            if set_state(candidate, state=TrialState.RUNNING):
                 return candidate
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
 
 
-def cache_popped_trial(storage: BaseStorage, study_id: int, popped_trial_id: int) -> None:
-    """Tell the trial cache about a trial this process popped from the waiting queue.
+@contextmanager
+def storage_joins(storage: RDBStorage, connection: Connection) -> Iterator[None]:
+    """While open, Optuna's storage calls on this thread run inside ``connection``'s transaction,
+    each in a savepoint: what they "commit" commits when that transaction does.
 
-    The cache must know a trial before parameters are set through it. Optuna's own pop finds
-    the trial through the cache (reading the whole study the first time); this adds the one
-    trial, as the cache's ``create_new_trial`` does for a trial it creates, and marks it
-    unfinished, as the cache's own read of a running trial does, so that later reads refresh it.
+    The claim uses it so that the study lock, Optuna's creation (or pop) of the trial and its
+    first writes are one transaction on one connection. Two connections would deadlock a
+    connection pooler such as PgBouncer: lock holders waiting for a second connection while
+    the others hold every connection waiting for the lock. Optuna's own retry of a failed
+    creation rolls back to its savepoint, so the lock stays held.
+    """
+    storage.scoped_session.registry.set(Session(bind=connection, join_transaction_mode="create_savepoint"))
+    try:
+        yield
+    finally:
+        storage.scoped_session.remove()  # this thread's next storage call gets a session of its own again
+
+
+def create_trial(storage: TunedRDBStorage, study_id: int) -> int:
+    """Create a RUNNING trial as the storage's ``create_new_trial`` does, without its retry (see
+    pop_waiting_trial), and return its id."""
+    return int(storage._create_new_trial(study_id)._trial_id)
+
+
+def cache_claimed_trial(storage: BaseStorage, study_id: int, claimed_trial_id: int) -> None:
+    """Tell the trial cache about a trial this process claimed, once the claim has committed.
+
+    The cache must know a trial before parameters are set through it. The claim creates or
+    pops the trial on the storage itself (Optuna's pop would read the whole study through the
+    cache, under the lock); this adds the one trial, as the cache's ``create_new_trial`` does
+    for a trial it creates, and marks it unfinished, as the cache's own read of a running
+    trial does, so that later reads refresh it.
     """
     if not isinstance(storage, _CachedStorage):
         return
-    popped = storage._backend.get_trial(popped_trial_id)
+    claimed = storage._backend.get_trial(claimed_trial_id)
     with storage._lock:
         info = storage._studies.setdefault(study_id, _StudyInfo())
-        storage._add_trials_to_cache(study_id, [popped])
-        info.unfinished_trial_ids.add(popped_trial_id)
+        storage._add_trials_to_cache(study_id, [claimed])
+        info.unfinished_trial_ids.add(claimed_trial_id)
 
 
 class _HeartbeatAfterTheFirst(HeartbeatThread):

@@ -175,7 +175,7 @@ auth_file = {root}/users.txt
 admin_users = {user}
 pool_mode = transaction
 max_client_conn = 500
-default_pool_size = 8
+default_pool_size = 2
 logfile = {root}/pgbouncer.log
 pidfile = {root}/pgbouncer.pid
 """
@@ -183,8 +183,9 @@ pidfile = {root}/pgbouncer.pid
 
 @pytest.fixture
 def pgbouncer(pg_admin: Engine) -> Iterator[PgBouncer]:
-    """A real PgBouncer (Debian's ``pgbouncer``; .ci/run installs it) in transaction mode, at most
-    8 server connections per database, in front of the test server."""
+    """A real PgBouncer (Debian's ``pgbouncer``; .ci/run installs it) in transaction mode, in front
+    of the test server, with at most 2 server connections per database: fewer than the clients,
+    as in production, so that a client needing two connections at once would deadlock it."""
     import shutil
     import subprocess
     import tempfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,14 @@ from sqlalchemy.orm import Session
 from service.budget import Budget, mark_completed_if_spent, may_start
 from service.database import Database
 from service.models import StudyRecord
-from service.optuna_internals import cache_popped_trial, pop_waiting_trial, upsert_heartbeat, upsert_user_attrs
+from service.optuna_internals import (
+    cache_claimed_trial,
+    create_trial,
+    pop_waiting_trial,
+    storage_joins,
+    upsert_heartbeat,
+    upsert_user_attrs,
+)
 from service.optuna_tables import waiting_trial_ids
 from service.study_lock import StudyLock
 
@@ -31,11 +39,13 @@ class Claim:
 def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[str, Any]) -> Claim | None:
     """Under the study's lock: take the oldest waiting trial, or create one if a slot is free.
 
-    ``storage`` is the worker's Optuna storage, the one its Study objects read. Only this step
-    holds the lock; sampling and training happen after it is released. Every trial is created
-    here, after the budget check, which is what keeps the budget exact. The trial's first
-    heartbeat and the user attributes ``attrs`` commit with the lock's release. None: nothing
-    may start (or no such study).
+    ``storage`` is the worker's Optuna storage (the trial cache its Study objects read), told of
+    the trial once the claim has committed. Only this step holds the lock; sampling and
+    training happen after it is released. Every trial is created here, after the budget check,
+    which is what keeps the budget exact. On PostgreSQL the lock, the trial's creation (or pop),
+    its first heartbeat and the user attributes ``attrs`` are one transaction on one connection
+    (service.optuna_internals.storage_joins); on SQLite Optuna commits the trial on its own
+    connection first. None: nothing may start (or no such study).
     """
     lock = StudyLock(db, name)
     locked = lock.acquire()
@@ -46,11 +56,13 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
         if optuna_id is None or not may_start(record, budget):
             mark_completed_if_spent(record, budget)
             return None
-        waiting = waiting_trial_ids(lock.session, optuna_id) if budget.waiting else []
-        trial_id = pop_waiting_trial(storage, waiting)
-        from_waiting_queue = trial_id is not None
-        if trial_id is None and budget.slots_taken < record.max_trials:
-            trial_id = storage.create_new_trial(optuna_id)
+        one_transaction = db.engine.dialect.name == "postgresql"  # SQLite: its own (see below)
+        with storage_joins(db.storage, lock.session.connection()) if one_transaction else nullcontext():
+            waiting = waiting_trial_ids(lock.session, optuna_id) if budget.waiting else []
+            trial_id = pop_waiting_trial(db.storage, waiting)
+            from_waiting_queue = trial_id is not None
+            if trial_id is None and budget.slots_taken < record.max_trials:
+                trial_id = create_trial(db.storage, optuna_id)
         if trial_id is None:
             return None
         claimed = trial_id
@@ -60,8 +72,9 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
             upsert_user_attrs(session, claimed, attrs)
 
         committed = lock.release(first_writes)
-        if from_waiting_queue:
-            cache_popped_trial(storage, optuna_id, trial_id)
+        if one_transaction and not committed:
+            return None  # the trial went with the transaction; the slot looks for work again
+        cache_claimed_trial(storage, optuna_id, trial_id)
         return Claim(trial_id, record, budget, from_waiting_queue, first_beat_committed=committed)
     finally:
         lock.release()

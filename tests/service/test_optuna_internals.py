@@ -318,16 +318,16 @@ def test_the_private_storage_calls_of_the_trial_cache_are_the_ones_retried():
         assert hasattr(getattr(ResilientRDBStorage, name), "retry"), name  # tenacity's wrapper
 
 
-def test_a_popped_trial_the_cache_never_saw_takes_parameters_once_cached(db):
+def test_a_claimed_trial_the_cache_never_saw_takes_parameters_once_cached(db):
     """The claim pops by SQL, not through the cache; a sampler that reads no trials (random) then
-    sets parameters through a cache that must know the trial: cache_popped_trial adds it."""
+    sets parameters through a cache that must know the trial: cache_claimed_trial adds it."""
     study_id = new_study(db, enqueue=[{"lr": 0.001}])
     storage = internals.trial_cache(db.storage)
     study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler())
     with db.session() as session:
         popped = internals.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))
     assert popped is not None
-    internals.cache_popped_trial(storage, study_id, popped)
+    internals.cache_claimed_trial(storage, study_id, popped)
     trial = internals.trial_handle(study, popped)
     assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.001
     assert trial.suggest_float("momentum", 0.8, 0.99) == storage.get_trial(popped).params["momentum"]
