@@ -1,47 +1,44 @@
-"""Everything this project knows about Optuna's insides: with service/optuna_tables.py (SQL
-reads of Optuna's tables), the only modules that touch them.
+"""Everything this project knows about Optuna's insides lives in three modules: this one (the
+storage), service/optuna_trials.py (running one claimed trial) and service/optuna_tables.py
+(SQL reads of Optuna's tables). Nothing else touches them.
 
 Written for Optuna 5.0 (pyproject.toml pins 5.0.x). tests/service/test_optuna_internals.py
-pins each assumption below against the installed Optuna, so an upgrade touches these two
+pins each assumption below against the installed Optuna, so an upgrade touches these three
 modules and those tests, nothing else. What is used, and why:
 
 - RDBStorage's ``engine`` and thread-local ``scoped_session`` (and ``_create_scoped_session``,
-  its commit-or-rollback helper): the storage runs on the Database's engine, so a process has
-  one connection pool, and the writes below join the storage's own transactions.
+  its commit-or-rollback helper): the storage runs on the Database's engine and pool, and the
+  writes below join the storage's own transactions; the claim makes the storage's calls join
+  its transaction (optuna_trials.storage_joins).
 - The ORM models of Optuna's tables (``optuna.storages._rdb.models``): heartbeats and user
   attributes as single upserts (Optuna spends a SELECT and a commit on each), and the trial
   counts that budgets and progress are derived from (optuna_tables).
 - ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials.
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
-  the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``.
+  the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``;
+  ``RDBStorage._create_new_trial`` (the creation without our retry) (optuna_trials).
 - How Optuna's waiting queue pops a trial (``Study._pop_waiting_trial_id``), the heartbeat thread
   (``optuna.storages._heartbeat``; the claim commits a trial's first beat, so the thread
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
-  an RDBStorage in (and its bookkeeping, to add a popped trial), and ``failed_trial``, the
+  an RDBStorage in (and its bookkeeping, to add a claimed trial), and ``failed_trial``, the
   system attribute that marks a retry.
 - Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
   (``count_past_trials``): optuna_tables.budget_stats counts a study's trials by its highest number.
 """
-
 from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
-from optuna.storages._heartbeat import BaseHeartbeat, HeartbeatThread, get_heartbeat_thread, is_heartbeat_enabled
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
-from optuna.study._tell import _tell_with_warning
-from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection, Engine, Executable, func, select, update
+from optuna.trial import TrialState
+from sqlalchemy import Engine, Executable, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
@@ -195,116 +192,6 @@ def _upsert(dialect_name: str, model: Any, keys: list[Any], column: str, **value
         return None
     insert = dialect.insert(model).values(**values) if values else dialect.insert(model)
     return insert.on_conflict_do_update(index_elements=keys, set_={column: insert.excluded[column]})
-
-
-def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
-    """The storage's id of a trial (Optuna's API speaks of trial numbers; its storage of ids)."""
-    return int(trial._trial_id)
-
-
-def trial_handle(study: optuna.Study, claimed_trial_id: int) -> optuna.Trial:
-    """The ``optuna.Trial`` an objective is called with, for a trial this process already set RUNNING."""
-    return optuna.Trial(study, claimed_trial_id)
-
-
-def tell(
-    study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None
-) -> tuple[TrialState, str | None]:
-    """Finish a trial as ``Study.optimize`` does; returns the state told and why it failed, if it did.
-
-    ``state`` None: COMPLETE if ``value`` is a finite number, else FAIL. A trial someone else
-    finished already is left as it is.
-    """
-    told, _, failure = _tell_with_warning(study, trial, value, state, skip_if_finished=True, suppress_warning=True)
-    return told, failure
-
-
-def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | None:
-    """Set the first of the WAITING trials ``candidates`` (in queue order, see
-    optuna_tables.waiting_trial_ids) RUNNING as Optuna's own queue does, and return its id; None
-    if each is taken or finished by now.
-
-    Optuna's ``Study._pop_waiting_trial_id`` finds them through the trial cache, whose first read
-    of a study loads every trial of it: too slow under the study lock. On a TunedRDBStorage the
-    state change is not retried on its own (inside the claim's transaction a retry cannot
-    help: the claim is retried as a whole).
-    """
-    set_state: Callable[..., bool] = storage.set_trial_state_values
-    if isinstance(storage, TunedRDBStorage):
-        set_state = functools.partial(TunedRDBStorage.set_trial_state_values, storage)
-    for candidate in candidates:
-        try:
-            if set_state(candidate, state=TrialState.RUNNING):
-                return candidate
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
-
-
-@contextmanager
-def storage_joins(storage: RDBStorage, connection: Connection) -> Iterator[None]:
-    """While open, Optuna's storage calls on this thread run inside ``connection``'s transaction,
-    each in a savepoint: what they "commit" commits when that transaction does.
-
-    The claim uses it so that the study lock, Optuna's creation (or pop) of the trial and its
-    first writes are one transaction on one connection. Two connections would deadlock a
-    connection pooler such as PgBouncer: lock holders waiting for a second connection while
-    the others hold every connection waiting for the lock. Optuna's own retry of a failed
-    creation rolls back to its savepoint, so the lock stays held.
-    """
-    storage.scoped_session.registry.set(Session(bind=connection, join_transaction_mode="create_savepoint"))
-    try:
-        yield
-    finally:
-        storage.scoped_session.remove()  # this thread's next storage call gets a session of its own again
-
-
-def create_trial(storage: TunedRDBStorage, study_id: int) -> int:
-    """Create a RUNNING trial as the storage's ``create_new_trial`` does, without its retry (see
-    pop_waiting_trial), and return its id."""
-    return int(storage._create_new_trial(study_id)._trial_id)
-
-
-def cache_claimed_trial(storage: BaseStorage, study_id: int, claimed_trial_id: int) -> None:
-    """Tell the trial cache about a trial this process claimed, once the claim has committed.
-
-    The cache must know a trial before parameters are set through it. The claim creates or
-    pops the trial on the storage itself (Optuna's pop would read the whole study through the
-    cache, under the lock); this adds the one trial, as the cache's ``create_new_trial`` does
-    for a trial it creates, and marks it unfinished, as the cache's own read of a running
-    trial does, so that later reads refresh it.
-    """
-    if not isinstance(storage, _CachedStorage):
-        return
-    claimed = storage._backend.get_trial(claimed_trial_id)
-    with storage._lock:
-        info = storage._studies.setdefault(study_id, _StudyInfo())
-        storage._add_trials_to_cache(study_id, [claimed])
-        info.unfinished_trial_ids.add(claimed_trial_id)
-
-
-class _HeartbeatAfterTheFirst(HeartbeatThread):
-    """Optuna's heartbeat thread, minus its first beat (the claim committed that one)."""
-
-    @staticmethod
-    def _record_heartbeat(trial_id: int, heartbeat: BaseHeartbeat, stop_event: threading.Event) -> None:
-        interval = heartbeat.get_heartbeat_interval()
-        assert interval is not None
-        while not stop_event.wait(timeout=interval):
-            heartbeat.record_heartbeat(trial_id)
-
-
-def heartbeat_thread(
-    storage: BaseStorage, running_trial_id: int, *, first_beat_done: bool = False
-) -> AbstractContextManager[None]:
-    """While open, the trial's heartbeat is recorded every interval (nothing if heartbeats are off).
-
-    The first beat comes at once, unless ``first_beat_done``: then after one interval.
-    """
-    if first_beat_done and is_heartbeat_enabled(storage):
-        assert isinstance(storage, BaseHeartbeat)
-        return _HeartbeatAfterTheFirst(running_trial_id, storage)  # type: ignore[return-value]
-    return get_heartbeat_thread(running_trial_id, storage)  # type: ignore[return-value]
 
 
 def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Reads of Optuna's tables in SQL: study counts for budgets and lists, pages of trials, the waiting queue.
 
-The companion of service/optuna_internals.py (same Optuna 5.0 assumptions, pinned by
+A companion of service/optuna_internals.py (same Optuna 5.0 assumptions, pinned by
 tests/service/test_optuna_internals.py). Optuna reads a study by loading every trial of it; these
 queries read what a decision or a page needs, so their cost does not grow with the study where
 it matters: the budget check under the study lock (``budget_stats``, on the indexes that the

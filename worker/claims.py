@@ -13,15 +13,9 @@ from sqlalchemy.orm import Session
 from service.budget import Budget, mark_completed_if_spent, may_start
 from service.database import Database
 from service.models import StudyRecord
-from service.optuna_internals import (
-    cache_claimed_trial,
-    create_trial,
-    pop_waiting_trial,
-    storage_joins,
-    upsert_heartbeat,
-    upsert_user_attrs,
-)
+from service.optuna_internals import upsert_heartbeat, upsert_user_attrs
 from service.optuna_tables import waiting_trial_ids
+from service.optuna_trials import cache_claimed_trial, create_trial, pop_waiting_trial, storage_joins
 from service.study_lock import StudyLock
 
 
@@ -44,7 +38,7 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
     training happen after it is released. Every trial is created here, after the budget check,
     which is what keeps the budget exact. On PostgreSQL the lock, the trial's creation (or pop),
     its first heartbeat and the user attributes ``attrs`` are one transaction on one connection
-    (service.optuna_internals.storage_joins); on SQLite Optuna commits the trial on its own
+    (service.optuna_trials.storage_joins); on SQLite Optuna commits the trial on its own
     connection first. None: nothing may start (or no such study).
     """
     lock = StudyLock(db, name)

@@ -12,8 +12,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine
 
-from service.optuna_internals import trial_id
 from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
+from service.optuna_trials import trial_id
 from service.space import Categorical, FloatRange, IntRange
 from service.spec import StudySpec
 from worker.progress import progress_extra

@@ -1,4 +1,5 @@
-"""The contract with Optuna's insides: every private use in service/optuna_internals.py, pinned
+"""The contract with Optuna's insides: every private use in service/optuna_internals.py,
+optuna_trials.py and optuna_tables.py, pinned
 against the installed Optuna, on PostgreSQL and SQLite. An Optuna upgrade that breaks one of
 these assumptions fails here, by name, and nowhere else.
 """
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service import optuna_internals as internals
 from service import optuna_tables as tables
+from service import optuna_trials as trials
 from service.budget import Budget, Progress, read_budget
 from service.database import Database, Heartbeat
 from service.spec import StudySpec
@@ -121,7 +123,7 @@ def test_the_heartbeat_thread_beats_at_once_and_then_every_interval(fast_beats: 
     storage = fast_beats.storage
     trial_id = storage.create_new_trial(new_study(fast_beats))
     count = text("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = :t")
-    with internals.heartbeat_thread(storage, trial_id):
+    with trials.heartbeat_thread(storage, trial_id):
         time.sleep(0.3)
         with fast_beats.engine.connect() as connection:
             assert connection.execute(count, {"t": trial_id}).scalar_one() == 1  # the first beat, at the start
@@ -133,7 +135,7 @@ def test_after_a_claim_s_first_beat_the_heartbeat_thread_waits_an_interval(fast_
     storage = fast_beats.storage
     trial_id = storage.create_new_trial(new_study(fast_beats))
     count = text("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = :t")
-    with internals.heartbeat_thread(storage, trial_id, first_beat_done=True):
+    with trials.heartbeat_thread(storage, trial_id, first_beat_done=True):
         time.sleep(0.3)
         with fast_beats.engine.connect() as connection:
             assert connection.execute(count, {"t": trial_id}).scalar_one() == 0  # none yet: the claim's stands
@@ -178,7 +180,7 @@ def test_an_orphaned_trial_is_failed_and_requeued_by_the_stale_sweep(fast_beats:
     optuna.storages.fail_stale_trials(study)
     time.sleep(2.1)
     optuna.storages.fail_stale_trials(study)
-    states = {internals.trial_id(t): t.state for t in study.get_trials(deepcopy=False)}
+    states = {trials.trial_id(t): t.state for t in study.get_trials(deepcopy=False)}
     assert states[orphan] == TrialState.FAIL
     assert list(states.values()).count(TrialState.WAITING) == 1  # its retry
     with fast_beats.session() as session:
@@ -226,14 +228,14 @@ def test_study_and_budget_stats_agree_with_what_optuna_reports(running: Setup):
     assert progress == Progress({"complete": 2, "pruned": 1, "fail": 1, "running": 1, "waiting": 1}, 1, 0.6)
     assert budget == progress.budget == Budget(trials=6, running=1, waiting=1, retries=1)
     assert budget.slots_taken == 5 and budget.finished == 3
-    assert running_id in {internals.trial_id(t) for t in study.get_trials(states=(TrialState.RUNNING,))}
+    assert running_id in {trials.trial_id(t) for t in study.get_trials(states=(TrialState.RUNNING,))}
 
 
 def test_trial_ids_and_handles_name_the_storage_rows(running: Setup):
     database, trial_id = running
     study = optuna.load_study(study_name="s", storage=database.storage)
-    trial = internals.trial_handle(study, trial_id)
-    assert internals.trial_id(trial) == trial_id == internals.trial_id(database.storage.get_trial(trial_id))
+    trial = trials.trial_handle(study, trial_id)
+    assert trials.trial_id(trial) == trial_id == trials.trial_id(database.storage.get_trial(trial_id))
     assert database.storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number) == trial_id
 
 
@@ -244,13 +246,13 @@ def test_trial_ids_and_handles_name_the_storage_rows(running: Setup):
 def test_tell_finishes_a_trial_as_optimize_does(running: Setup, value, state, told):
     database, trial_id = running
     study = optuna.load_study(study_name="s", storage=database.storage)
-    trial = internals.trial_handle(study, trial_id)
+    trial = trials.trial_handle(study, trial_id)
     trial.report(0.5, 1)
     expected = TrialState.PRUNED if told == "pruned" else told
-    result, failure = internals.tell(study, trial, value, state)
+    result, failure = trials.tell(study, trial, value, state)
     assert result == expected and database.storage.get_trial(trial_id).state == expected
     assert (failure is not None) == (expected == TrialState.FAIL)
-    assert internals.tell(study, trial, 0.9, None)[0] == expected  # a finished trial is left as it is
+    assert trials.tell(study, trial, 0.9, None)[0] == expected  # a finished trial is left as it is
 
 
 def test_the_waiting_queue_pops_the_oldest_trial_once(db):
@@ -258,15 +260,15 @@ def test_the_waiting_queue_pops_the_oldest_trial_once(db):
     storage = internals.trial_cache(db.storage)
     with db.session() as session:
         queue = tables.waiting_trial_ids(session, study_id)
-    first = internals.pop_waiting_trial(storage, queue)
-    second = internals.pop_waiting_trial(storage, queue)
+    first = trials.pop_waiting_trial(storage, queue)
+    second = trials.pop_waiting_trial(storage, queue)
     assert first is not None and second is not None
     assert [storage.get_trial(t).system_attrs["fixed_params"] for t in (first, second)] == [
         {"lr": 0.001},
         {"lr": 0.002},
     ]
     assert storage.get_trial(first).state == TrialState.RUNNING
-    assert internals.pop_waiting_trial(storage, queue) is None
+    assert trials.pop_waiting_trial(storage, queue) is None
 
 
 def test_a_trial_created_through_the_cache_is_seen_by_a_study_on_it(running: Setup):
@@ -274,7 +276,7 @@ def test_a_trial_created_through_the_cache_is_seen_by_a_study_on_it(running: Set
     cached = internals.trial_cache(database.storage)
     study = optuna.load_study(study_name="s", storage=cached)
     created = cached.create_new_trial(study._study_id)
-    assert created in {internals.trial_id(t) for t in study.get_trials(deepcopy=False)}
+    assert created in {trials.trial_id(t) for t in study.get_trials(deepcopy=False)}
 
 
 def test_tpe_start_up_counts_the_trials_of_every_hyperband_bracket():
@@ -325,10 +327,10 @@ def test_a_claimed_trial_the_cache_never_saw_takes_parameters_once_cached(db):
     storage = internals.trial_cache(db.storage)
     study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler())
     with db.session() as session:
-        popped = internals.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))
+        popped = trials.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))
     assert popped is not None
-    internals.cache_claimed_trial(storage, study_id, popped)
-    trial = internals.trial_handle(study, popped)
+    trials.cache_claimed_trial(storage, study_id, popped)
+    trial = trials.trial_handle(study, popped)
     assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.001
     assert trial.suggest_float("momentum", 0.8, 0.99) == storage.get_trial(popped).params["momentum"]
     study.tell(trial, 0.7)

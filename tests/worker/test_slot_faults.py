@@ -18,8 +18,8 @@ from objectives.data import DatasetError
 from objectives.train import TrainResult
 from service.failures import record_trial_outcome
 from service.models import StudyRecord
-from service.optuna_internals import trial_id
 from service.optuna_storage import stale_trial_retry
+from service.optuna_trials import trial_id
 from service.settings import get_settings
 from service.studies import change_status, delete_study
 from service.sweeper import remove_orphans

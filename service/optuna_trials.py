@@ -1,0 +1,135 @@
+"""Optuna's insides for running one claimed trial: its handle, the waiting queue, creating a
+trial inside the claim's transaction, the trial cache, the heartbeat thread, telling the end.
+
+The third of the modules that touch Optuna's private API (with service/optuna_internals.py,
+the storage, and service/optuna_tables.py, the SQL reads); pinned by
+tests/service/test_optuna_internals.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+from optuna.storages._heartbeat import BaseHeartbeat, HeartbeatThread, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.study._tell import _tell_with_warning
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from service.optuna_internals import TunedRDBStorage
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (Optuna's API speaks of trial numbers; its storage of ids)."""
+    return int(trial._trial_id)
+
+
+def trial_handle(study: optuna.Study, claimed_trial_id: int) -> optuna.Trial:
+    """The ``optuna.Trial`` an objective is called with, for a trial this process already set RUNNING."""
+    return optuna.Trial(study, claimed_trial_id)
+
+
+def tell(
+    study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState | None
+) -> tuple[TrialState, str | None]:
+    """Finish a trial as ``Study.optimize`` does; returns the state told and why it failed, if it did.
+
+    ``state`` None: COMPLETE if ``value`` is a finite number, else FAIL. A trial someone else
+    finished already is left as it is.
+    """
+    told, _, failure = _tell_with_warning(study, trial, value, state, skip_if_finished=True, suppress_warning=True)
+    return told, failure
+
+
+def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | None:
+    """Set the first of the WAITING trials ``candidates`` (in queue order, see
+    optuna_tables.waiting_trial_ids) RUNNING as Optuna's own queue does, and return its id; None
+    if each is taken or finished by now.
+
+    Optuna's ``Study._pop_waiting_trial_id`` finds them through the trial cache, whose first read
+    of a study loads every trial of it: too slow under the study lock. On a TunedRDBStorage the
+    state change is not retried on its own (inside the claim's transaction a retry cannot
+    help: the claim is retried as a whole).
+    """
+    set_state: Callable[..., bool] = storage.set_trial_state_values
+    if isinstance(storage, TunedRDBStorage):
+        set_state = functools.partial(TunedRDBStorage.set_trial_state_values, storage)
+    for candidate in candidates:
+        try:
+            if set_state(candidate, state=TrialState.RUNNING):
+                return candidate
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+@contextmanager
+def storage_joins(storage: RDBStorage, connection: Connection) -> Iterator[None]:
+    """While open, Optuna's storage calls on this thread run inside ``connection``'s transaction,
+    each in a savepoint: what they "commit" commits when that transaction does.
+
+    The claim uses it so that the study lock, Optuna's creation (or pop) of the trial and its
+    first writes are one transaction on one connection. Two connections would deadlock a
+    connection pooler such as PgBouncer: lock holders waiting for a second connection while
+    the others hold every connection waiting for the lock. Optuna's own retry of a failed
+    creation rolls back to its savepoint, so the lock stays held.
+    """
+    storage.scoped_session.registry.set(Session(bind=connection, join_transaction_mode="create_savepoint"))
+    try:
+        yield
+    finally:
+        storage.scoped_session.remove()  # this thread's next storage call gets a session of its own again
+
+
+def create_trial(storage: TunedRDBStorage, study_id: int) -> int:
+    """Create a RUNNING trial as the storage's ``create_new_trial`` does, without its retry (see
+    pop_waiting_trial), and return its id."""
+    return int(storage._create_new_trial(study_id)._trial_id)
+
+
+def cache_claimed_trial(storage: BaseStorage, study_id: int, claimed_trial_id: int) -> None:
+    """Tell the trial cache about a trial this process claimed, once the claim has committed.
+
+    The cache must know a trial before parameters are set through it. The claim creates or
+    pops the trial on the storage itself (Optuna's pop would read the whole study through the
+    cache, under the lock); this adds the one trial, as the cache's ``create_new_trial`` does
+    for a trial it creates, and marks it unfinished, as the cache's own read of a running
+    trial does, so that later reads refresh it.
+    """
+    if not isinstance(storage, _CachedStorage):
+        return
+    claimed = storage._backend.get_trial(claimed_trial_id)
+    with storage._lock:
+        info = storage._studies.setdefault(study_id, _StudyInfo())
+        storage._add_trials_to_cache(study_id, [claimed])
+        info.unfinished_trial_ids.add(claimed_trial_id)
+
+
+class _HeartbeatAfterTheFirst(HeartbeatThread):
+    """Optuna's heartbeat thread, minus its first beat (the claim committed that one)."""
+
+    @staticmethod
+    def _record_heartbeat(trial_id: int, heartbeat: BaseHeartbeat, stop_event: threading.Event) -> None:
+        interval = heartbeat.get_heartbeat_interval()
+        assert interval is not None
+        while not stop_event.wait(timeout=interval):
+            heartbeat.record_heartbeat(trial_id)
+
+
+def heartbeat_thread(
+    storage: BaseStorage, running_trial_id: int, *, first_beat_done: bool = False
+) -> AbstractContextManager[None]:
+    """While open, the trial's heartbeat is recorded every interval (nothing if heartbeats are off).
+
+    The first beat comes at once, unless ``first_beat_done``: then after one interval.
+    """
+    if first_beat_done and is_heartbeat_enabled(storage):
+        assert isinstance(storage, BaseHeartbeat)
+        return _HeartbeatAfterTheFirst(running_trial_id, storage)  # type: ignore[return-value]
+    return get_heartbeat_thread(running_trial_id, storage)  # type: ignore[return-value]
