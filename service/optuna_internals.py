@@ -25,6 +25,7 @@ modules and those tests, nothing else. What is used, and why:
 - Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
   (``count_past_trials``): optuna_tables.budget_stats counts a study's trials by its highest number.
 """
+
 from __future__ import annotations
 
 import functools

@@ -9,10 +9,13 @@ migration 0003_claim_indexes adds) and a page of trials (``trials_page``).
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import Any
+
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Select, Subquery, case, func, select
+from sqlalchemy import Select, Subquery, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
@@ -75,6 +78,26 @@ def budget_stats(study_name: str | None = None) -> Subquery:
     if study_name is not None:
         query = query.where(study.study_name == study_name)
     return query.subquery("budget_stats")
+
+
+def trials_to_tally(above: Mapping[int, int], pending: Collection[int]) -> Select[Any]:
+    """Per trial: ``study_id``, ``trial_id``, ``state``, ``value`` (objective 0) and ``is_retry``,
+    for the trials of each study in ``above`` whose id is above the given one, and the trials
+    ``pending`` (service/study_tallies.py)."""
+    trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
+    is_retry = select(mark.trial_id).where(mark.trial_id == trial.trial_id, mark.key == RETRY_OF).exists()
+    newer = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
+    return (
+        select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry"))
+        .outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
+        .where(or_(false(), *newer, trial.trial_id.in_(list(pending))))
+    )
+
+
+def optuna_ids() -> Subquery:
+    """``name`` and ``optuna_id`` of every Optuna study."""
+    study = models.StudyModel
+    return select(study.study_name.label("name"), study.study_id.label("optuna_id")).subquery("optuna_ids")
 
 
 def names_with_running_trials() -> Select[tuple[str]]:

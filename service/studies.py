@@ -24,9 +24,10 @@ from service.artifacts import remove_study_artifacts
 from service.budget import Budget, Progress, mark_completed_if_spent, records_with_budget, records_with_stats
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_tables import trials_page
+from service.optuna_tables import optuna_ids, trials_page
 from service.search_strategy import build_pruner, build_sampler
 from service.spec import StudySpec
+from service.study_tallies import StudyTallies
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -115,11 +116,20 @@ def get_study(*, session: Session, name: str) -> StudyView:
     return view
 
 
-def list_studies(*, session: Session) -> list[StudyView]:
-    """Every study, newest first, in one query (those being created or deleted are not shown)."""
-    query = records_with_stats().where(StudyRecord.status.not_in(IN_PROGRESS))
-    views = [_view(row) for row in session.execute(query.order_by(StudyRecord.created_at.desc()))]
-    session.commit()
+def list_studies(*, session: Session, tallies: StudyTallies) -> list[StudyView]:
+    """Every study, newest first (those being created or deleted are not shown), in two queries
+    whatever their number: the records, then the trials ``tallies`` has not counted yet."""
+    ids = optuna_ids()
+    query = select(StudyRecord, ids.c.optuna_id).outerjoin(ids, ids.c.name == StudyRecord.name)
+    shown = query.where(StudyRecord.status.not_in(IN_PROGRESS)).order_by(StudyRecord.created_at.desc())
+    rows = list(session.execute(shown))
+    progress = tallies.progress(session, [row.optuna_id for row in rows if row.optuna_id is not None])
+    views = []
+    for row in rows:
+        view = StudyView(row.StudyRecord, progress.get(row.optuna_id) or Progress.of(None), row.optuna_id)
+        mark_completed_if_spent(view.record, view.progress.budget)
+        views.append(view)
+    session.commit()  # studies whose budget was spent were just marked completed
     return views
 
 

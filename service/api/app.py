@@ -21,6 +21,7 @@ from service.database import Database
 from service.db_retry import call_with_retry
 from service.migrate import migrate_from_settings
 from service.settings import get_settings
+from service.study_tallies import StudyTallies
 from service.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
 
 log = logging.getLogger("hpo.api")
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueu
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     database = app.state.database = Database.from_settings(settings, role="api")
+    app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     sweeper = asyncio.create_task(_sweep_forever(database, settings.stale_check_interval))
     try:

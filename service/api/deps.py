@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.api.auth import Role, may, role_of
 from service.database import Database
 from service.settings import Settings, get_settings
+from service.study_tallies import StudyTallies
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False, description="required when HPO_API_TOKEN is set")
@@ -31,6 +32,15 @@ def get_session(database: DatabaseDep) -> Iterator[Session]:
     """A session for one request; data functions commit what they write, the rest is rolled back."""
     with database.sessions() as session:
         yield session
+
+
+def get_tallies(request: Request) -> StudyTallies:
+    """The app's running trial counts per study (service.study_tallies), kept for GET /studies."""
+    tallies: StudyTallies = request.app.state.tallies
+    return tallies
+
+
+TalliesDep = Annotated[StudyTallies, Depends(get_tallies)]
 
 
 def get_storage(database: DatabaseDep) -> RDBStorage:

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from service import studies
-from service.api.deps import SessionDep, StorageDep, authorize
+from service.api.deps import SessionDep, StorageDep, TalliesDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
 from service.settings import get_settings
 from service.spec import StudySpec
@@ -34,9 +34,9 @@ def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> S
 
 
 @router.get("", response_model=list[StudyOut])
-def list_studies(session: SessionDep) -> list[StudyOut]:
+def list_studies(session: SessionDep, tallies: TalliesDep) -> list[StudyOut]:
     """Every study with its status and progress, newest first."""
-    return [StudyOut.from_view(view) for view in studies.list_studies(session=session)]
+    return [StudyOut.from_view(view) for view in studies.list_studies(session=session, tallies=tallies)]
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)

@@ -1,0 +1,74 @@
+"""Every study's trial counts and best value for GET /studies, kept up to date incrementally.
+
+Aggregating them per request reads every trial of every study (``optuna_tables.study_stats``):
+35 ms at 50,000 trials on an idle server, more under load. The API process keeps a tally per
+study instead and, per request, reads only the trials it has not counted yet: those created
+since (above the highest id it has read) and those it saw unfinished. One query, whatever
+the number of studies.
+
+Exact because finished trials never change and Optuna creates a study's trials one at a time
+under a lock on the study's row, so they commit in id order: after a read, every trial up to
+the highest id read is counted or pending.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from optuna.trial import TrialState
+from sqlalchemy.orm import Session
+
+from service.budget import Progress
+from service.optuna_tables import COUNTED_STATES, trials_to_tally
+
+UNFINISHED = {TrialState.RUNNING, TrialState.WAITING}
+
+
+@dataclass
+class _Tally:
+    """One study's counts: finished trials summed, unfinished ones kept to look at again."""
+
+    through_id: int = -1  # every trial with an id up to this one is counted or pending
+    finished: Counter[str] = field(default_factory=Counter)  # complete, pruned, fail
+    finished_retries: int = 0
+    best_value: float | None = None
+    pending: dict[int, tuple[str, bool]] = field(default_factory=dict)  # trial id -> (state, is a retry)
+
+    def add(self, trial_id: int, state: TrialState, value: float | None, is_retry: bool) -> None:
+        """Count a trial read from the database (again, if it was pending)."""
+        self.through_id = max(self.through_id, trial_id)
+        if state in UNFINISHED:
+            self.pending[trial_id] = (state.name.lower(), is_retry)
+            return
+        self.pending.pop(trial_id, None)
+        self.finished[state.name.lower()] += 1
+        self.finished_retries += int(is_retry)
+        if state == TrialState.COMPLETE and value is not None:
+            self.best_value = value if self.best_value is None else max(self.best_value, value)
+
+    def progress(self) -> Progress:
+        """The counts as Progress (what study_stats would say)."""
+        counts = Counter({state: 0 for state in COUNTED_STATES}) + self.finished
+        counts.update(state for state, _ in self.pending.values())
+        retries = self.finished_retries + sum(is_retry for _, is_retry in self.pending.values())
+        return Progress({state: counts[state] for state in COUNTED_STATES}, retries, self.best_value)
+
+
+class StudyTallies:
+    """The tallies of one process (the API keeps one); safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[int, _Tally] = {}
+        self._lock = threading.Lock()
+
+    def progress(self, session: Session, optuna_ids: list[int]) -> dict[int, Progress]:
+        """The Progress of each of these Optuna studies, after reading what changed since last time."""
+        with self._lock:
+            self._tallies = {sid: self._tallies.get(sid) or _Tally() for sid in optuna_ids}  # forget deleted studies
+            above = {sid: tally.through_id for sid, tally in self._tallies.items()}
+            pending = [trial_id for tally in self._tallies.values() for trial_id in tally.pending]
+            for row in session.execute(trials_to_tally(above, pending)):
+                self._tallies[row.study_id].add(row.trial_id, row.state, row.value, row.is_retry)
+            return {sid: tally.progress() for sid, tally in self._tallies.items()}
