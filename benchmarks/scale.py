@@ -14,7 +14,7 @@ and reports:
 - peak connections to the server, in all and by process kind (application_name);
 - trials per second, and claim p50/p95 per study (the whole claim: lock wait, budget check,
   creating or popping the trial, commit);
-- p95 latency of each read, and every error (a non-200 answer, a slot that died).
+- p50 and p95 latency of each read, and every error (a non-200 answer, a slot that died).
 
 ``--pgbouncer`` puts a PgBouncer (transaction mode, 40 server connections) between everything
 and the server; migrations go direct. Ends with
@@ -128,6 +128,7 @@ def measure(client_url: str, server_url: str, args: argparse.Namespace, work: Pa
             }
             for study in (BIG, FRESH)
         },
+        "reads_p50_ms": {kind: p([x for r in readers for x in r.latencies[kind]], 50) for kind in readers[0].urls},
         "reads_p95_ms": {kind: p([x for r in readers for x in r.latencies[kind]], 95) for kind in readers[0].urls},
         "reads": sum(len(v) for r in readers for v in r.latencies.values()),
         "errors": [e for r in readers for e in r.errors] + [error for _, error in outcomes if error],
@@ -166,13 +167,13 @@ def main() -> None:
 
 def report(result: dict[str, Any], big_trials: int, args: argparse.Namespace) -> None:
     """Print the figures, save them, and end with the one-line summary."""
-    claims, reads = result["claims"], result["reads_p95_ms"]
+    claims, reads, typical = result["claims"], result["reads_p95_ms"], result["reads_p50_ms"]
     columns = ["what", "count", "p50 ms", "p95 ms"]
     rows = [
         dict(zip(columns, [f"claim on {study} ({n:,} trials before)", c["n"], c["p50_ms"], c["p95_ms"]], strict=True))
         for (study, c), n in zip(claims.items(), (big_trials, 0), strict=True)
     ]
-    rows += [{"what": f"GET {kind}", "p95 ms": ms} for kind, ms in reads.items()]
+    rows += [{"what": f"GET {kind}", "p50 ms": typical[kind], "p95 ms": ms} for kind, ms in reads.items()]
     print(table(rows, columns))
     print(
         f"peak connections {result['peak_connections']} (by kind: {result['peak_by_kind']}); "

@@ -35,11 +35,11 @@ class PoolPlan:
 POOLS = {
     # Requests run in parallel: up to 10 connections under load, back to 2 when it passes.
     "api": PoolPlan(size=2, overflow=8, ping=True),
-    # One at steady state. Overflow covers the moments two are needed at once: a running trial's
-    # heartbeat thread beside its reports. (The claim is one transaction on one connection.)
+    # One at steady state, two at most: the second for the moments a running trial's heartbeat
+    # thread beats while the trial reports. (The claim is one transaction on one connection.)
     # No ping: every database call on a slot's path is retried instead (service.db_retry), and
     # SQLAlchemy drops the whole pool at the first disconnect it sees.
-    "worker": PoolPlan(size=1, overflow=2, ping=False),
+    "worker": PoolPlan(size=1, overflow=1, ping=False),
     "dashboard": PoolPlan(size=1, overflow=4, ping=True),
     "tool": PoolPlan(size=1, overflow=2, ping=True),  # the CLI, migrations, tests, benchmarks
 }
