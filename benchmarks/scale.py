@@ -27,6 +27,7 @@ import argparse
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -87,32 +88,38 @@ def measure(client_url: str, server_url: str, args: argparse.Namespace, work: Pa
     api.start()
     slot_args = [(client_url, i, args.trial_seconds, ready, stop, results) for i in range(slots)]
     procs = [ctx.Process(target=slot_process, args=one) for one in slot_args]
-    for proc in procs:
-        proc.start()
-    for _ in procs:
-        ready.get(timeout=600)
-    wait_until_up(f"http://127.0.0.1:{port}/healthz", 120)
     readers_stop = threading.Event()
-    readers = [ReadLoad(f"http://127.0.0.1:{port}", BIG, big_trials, readers_stop) for _ in range(READERS)]
-    for reader in readers:
-        reader.start()
-    warm_up = 30 if slots <= 16 else 60
-    print(f"scale: {slots} slots and {READERS} readers running; warm-up {warm_up} s, then {seconds:.0f} s measured")
-    time.sleep(warm_up)
-    for reader in readers:  # the readers' figures start now too
-        reader.latencies.clear()
-    began = time.time()
-    time.sleep(seconds)
-    ended = time.time()
-    readers_stop.set()
-    stop.set()
-    outcomes = [results.get(timeout=300) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    api.signal_group(15)
-    api.wait(30)
-    watch.done.set()
-    watch.join()
+    try:
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=600)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", 120)
+        readers = [ReadLoad(f"http://127.0.0.1:{port}", BIG, big_trials, readers_stop) for _ in range(READERS)]
+        for reader in readers:
+            reader.start()
+        warm_up = 30 if slots <= 16 else 60
+        print(f"scale: {slots} slots and {READERS} readers running; warm-up {warm_up} s, then {seconds:.0f} s measured")
+        time.sleep(warm_up)
+        for reader in readers:  # the readers' figures start now too
+            reader.latencies.clear()
+        began = time.time()
+        time.sleep(seconds)
+        ended = time.time()
+        readers_stop.set()
+        stop.set()
+        outcomes = [results.get(timeout=300) for _ in procs]
+    finally:  # whatever happened, nothing outlives the run
+        readers_stop.set()
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+        api.signal_group(signal.SIGTERM)
+        api.wait(30)
+        watch.done.set()
+        watch.join()
     claims = [c for claimed, _ in outcomes for c in claimed if began <= c[0] <= ended]
     return {
         "slots": slots,

@@ -33,8 +33,10 @@ class PoolPlan:
 
 
 POOLS = {
-    # Requests run in parallel: up to 10 connections under load, back to 2 when it passes.
-    "api": PoolPlan(size=2, overflow=8, ping=True),
+    # Requests run in parallel: 4 kept for a few clients at once (opening one per request
+    # doubled the median of GET /studies in benchmarks/scale.py), up to 10 under load, back to 4
+    # when it passes.
+    "api": PoolPlan(size=4, overflow=6, ping=True),
     # One at steady state, two at most: the second for the moments a running trial's heartbeat
     # thread beats while the trial reports. (The claim is one transaction on one connection.)
     # No ping: every database call on a slot's path is retried instead (service.db_retry), and
