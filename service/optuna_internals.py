@@ -56,7 +56,9 @@ class TunedRDBStorage(RDBStorage):
 
     def __init__(self, engine: Engine, **heartbeat: Any) -> None:
         url = engine.url.render_as_string(hide_password=False)
-        # On the Database's own pool: the constructor's schema-version check opens no connection of its own.
+        # The constructor's engine checks the schema version on the Database's own pool, so it opens
+        # no connection of its own. Creating it adds that engine's connect listeners to the pool:
+        # build the storage before other threads use the pool (the API does so at start-up).
         super().__init__(url, engine_kwargs={"pool": engine.pool}, skip_table_creation=True, **heartbeat)
         self.engine = engine
         self.scoped_session = scoped_session(sessionmaker(bind=engine))

@@ -34,6 +34,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = app.state.database = Database.from_settings(settings, role="api")
     app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
+    await asyncio.to_thread(call_with_retry, lambda: database.storage)  # built now, before requests share the pool
     sweeper = asyncio.create_task(_sweep_forever(database, settings.stale_check_interval))
     try:
         yield
