@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Subquery, select
 from sqlalchemy.orm import Session
 
 from service.models import StudyRecord, StudyStatus
@@ -89,20 +89,21 @@ class Progress:
         return self.budget.finished
 
 
-def records_with_stats(name: str | None = None) -> Select[Any]:
-    """Each study's record (or the one called ``name``) with its Optuna study's stats, in one query.
-
-    A row holds the StudyRecord and the study_stats columns (``optuna_id`` is None while the
-    study has no Optuna side: being created or deleted).
-    """
-    stats = study_stats(name)
-    query = select(StudyRecord, stats).outerjoin(stats, stats.c.name == StudyRecord.name)
-    return query if name is None else query.where(StudyRecord.name == name)
+def records_with_stats(name: str) -> Select[Any]:
+    """The record of the study called ``name`` with its study_stats columns (counts by state,
+    best value; they read every trial of it), in one query."""
+    return _records_with(study_stats(name), name)
 
 
 def records_with_budget(name: str | None = None) -> Select[Any]:
-    """Like records_with_stats, with the budget_stats columns: the cheap read for decisions."""
-    stats = budget_stats(name)
+    """Each study's record (or the one called ``name``) with its budget_stats columns: the cheap
+    read for decisions."""
+    return _records_with(budget_stats(name), name)
+
+
+def _records_with(stats: Subquery, name: str | None) -> Select[Any]:
+    """Records outer-joined to per-study ``stats`` (``optuna_id`` is None while a study has no
+    Optuna side: being created or deleted)."""
     query = select(StudyRecord, stats).outerjoin(stats, stats.c.name == StudyRecord.name)
     return query if name is None else query.where(StudyRecord.name == name)
 
