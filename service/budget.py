@@ -22,7 +22,7 @@ from sqlalchemy import Select, Subquery, select
 from sqlalchemy.orm import Session
 
 from service.models import StudyRecord, StudyStatus
-from service.optuna_tables import COUNTED_STATES, budget_stats, study_stats
+from service.optuna_tables import COUNTED_STATES, budget_stats, optuna_ids, study_stats
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,11 @@ def records_with_budget(name: str | None = None) -> Select[Any]:
     """Each study's record (or the one called ``name``) with its budget_stats columns: the cheap
     read for decisions."""
     return _records_with(budget_stats(name), name)
+
+
+def records_with_optuna_ids() -> Select[Any]:
+    """Every study's record with its ``optuna_id`` (no counts: service/study_tallies.py has them)."""
+    return _records_with(optuna_ids(), None)
 
 
 def _records_with(stats: Subquery, name: str | None) -> Select[Any]:

@@ -21,10 +21,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.artifacts import remove_study_artifacts
-from service.budget import Budget, Progress, mark_completed_if_spent, records_with_budget, records_with_stats
+from service.budget import (
+    Budget,
+    Progress,
+    mark_completed_if_spent,
+    records_with_budget,
+    records_with_optuna_ids,
+    records_with_stats,
+)
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_tables import optuna_ids, trials_page
+from service.optuna_tables import trials_page
 from service.search_strategy import build_pruner, build_sampler
 from service.spec import StudySpec
 from service.study_tallies import StudyTallies
@@ -119,10 +126,8 @@ def get_study(*, session: Session, name: str) -> StudyView:
 def list_studies(*, session: Session, tallies: StudyTallies) -> list[StudyView]:
     """Every study, newest first (those being created or deleted are not shown), in two queries
     whatever their number: the records, then the trials ``tallies`` has not counted yet."""
-    ids = optuna_ids()
-    query = select(StudyRecord, ids.c.optuna_id).outerjoin(ids, ids.c.name == StudyRecord.name)
-    shown = query.where(StudyRecord.status.not_in(IN_PROGRESS)).order_by(StudyRecord.created_at.desc())
-    rows = list(session.execute(shown))
+    shown = records_with_optuna_ids().where(StudyRecord.status.not_in(IN_PROGRESS))
+    rows = list(session.execute(shown.order_by(StudyRecord.created_at.desc())))
     progress = tallies.progress(session, [row.optuna_id for row in rows if row.optuna_id is not None])
     views = []
     for row in rows:
