@@ -15,7 +15,21 @@ from typing import Any
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Select, Subquery, and_, case, false, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
@@ -80,18 +94,34 @@ def budget_stats(study_name: str | None = None) -> Subquery:
     return query.subquery("budget_stats")
 
 
-def trials_to_tally(above: Mapping[int, int], pending: Collection[int]) -> Select[Any]:
+def trials_to_tally(above: Mapping[int, int], pending: Collection[int], dialect: str) -> CompoundSelect[Any]:
     """Per trial: ``study_id``, ``trial_id``, ``state``, ``value`` (objective 0) and ``is_retry``,
     for the trials of each study in ``above`` whose id is above the given one, and the trials
-    ``pending`` (service/study_tallies.py)."""
+    ``pending`` (service/study_tallies.py).
+
+    On PostgreSQL the studies and their ids travel as two arrays, so the statement's text is the
+    same for any number of studies (compiled once; building one condition per study cost
+    18 ms per request at 200 studies). SQLite, the single-machine default, gets the conditions.
+    """
     trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
     is_retry = select(mark.trial_id).where(mark.trial_id == trial.trial_id, mark.key == RETRY_OF).exists()
-    newer = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
-    return (
-        select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry"))
-        .outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
-        .where(or_(false(), *newer, trial.trial_id.in_(list(pending))))
+    rows = select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry")).outerjoin(
+        value, (value.trial_id == trial.trial_id) & (value.objective == 0)
     )
+    unfinished = rows.where(trial.trial_id.in_(list(pending)))
+    if dialect != "postgresql":
+        conditions = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
+        return rows.where(or_(false(), *conditions)).union(unfinished)
+    ids = ARRAY(BigInteger)
+    marks = (
+        func.unnest(
+            cast(bindparam("study_ids", list(above)), ids), cast(bindparam("above_ids", list(above.values())), ids)
+        )
+        .table_valued("study_id", "above_id")
+        .render_derived()
+    )
+    newer = rows.join(marks, (trial.study_id == marks.c.study_id) & (trial.trial_id > marks.c.above_id))
+    return newer.union(unfinished)
 
 
 def optuna_ids() -> Subquery:

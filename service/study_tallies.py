@@ -69,6 +69,7 @@ class StudyTallies:
             self._tallies = {sid: self._tallies.get(sid) or _Tally() for sid in optuna_ids}  # forget deleted studies
             above = {sid: tally.through_id for sid, tally in self._tallies.items()}
             pending = [trial_id for tally in self._tallies.values() for trial_id in tally.pending]
-            for row in session.execute(trials_to_tally(above, pending)):
+            dialect = session.get_bind().dialect.name
+            for row in session.execute(trials_to_tally(above, pending, dialect)):
                 self._tallies[row.study_id].add(row.trial_id, row.state, row.value, row.is_retry)
             return {sid: tally.progress() for sid, tally in self._tallies.items()}

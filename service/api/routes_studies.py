@@ -6,9 +6,10 @@ Plain ``def`` routes: FastAPI runs them in its thread pool, so blocking database
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import TypeAdapter
 
 from service import studies
 from service.api.deps import SessionDep, StorageDep, TalliesDep, authorize
@@ -20,6 +21,15 @@ router = APIRouter(
     prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)], responses=answers(401, 403, 503)
 )
 NOT_FOUND = answers(404)
+# The two reads that can be long are serialised once, straight to JSON. A route that returns its
+# model has FastAPI validate it again against response_model first (3-4 ms for 200 studies).
+STUDY_LIST = TypeAdapter(list[StudyOut])
+TRIAL_PAGE = TypeAdapter(TrialPage)
+
+
+def json_response(adapter: TypeAdapter[Any], content: Any) -> Response:
+    """``content``, already validated, as a JSON response (response_model still documents it)."""
+    return Response(adapter.dump_json(content), media_type="application/json")
 
 
 @router.post(
@@ -34,9 +44,10 @@ def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> S
 
 
 @router.get("", response_model=list[StudyOut])
-def list_studies(session: SessionDep, tallies: TalliesDep) -> list[StudyOut]:
+def list_studies(session: SessionDep, tallies: TalliesDep) -> Response:
     """Every study with its status and progress, newest first."""
-    return [StudyOut.from_view(view) for view in studies.list_studies(session=session, tallies=tallies)]
+    views = studies.list_studies(session=session, tallies=tallies)
+    return json_response(STUDY_LIST, [StudyOut.from_view(view) for view in views])
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)
@@ -52,12 +63,11 @@ def list_trials(
     storage: StorageDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> TrialPage:
+) -> Response:
     """A page of trials by number, with per-epoch validation accuracy."""
     total, page = studies.list_trials(session=session, storage=storage, name=name, offset=offset, limit=limit)
-    return TrialPage(
-        total=total, offset=offset, limit=limit, trials=[TrialOut(**studies.trial_as_dict(t)) for t in page]
-    )
+    trials = [TrialOut(**studies.trial_as_dict(t)) for t in page]
+    return json_response(TRIAL_PAGE, TrialPage(total=total, offset=offset, limit=limit, trials=trials))
 
 
 @router.get("/{name}/best", response_model=BestOut, responses=answers(404, 409))
