@@ -1,10 +1,10 @@
-"""Reads of Optuna's tables in SQL: study counts for budgets and lists, pages of trials, the waiting queue.
+"""Reads of Optuna's tables in SQL: study counts for budgets and lists, the waiting queue.
 
 A companion of service/optuna_internals.py (same Optuna 5.0 assumptions, pinned by
 tests/service/test_optuna_internals.py). Optuna reads a study by loading every trial of it; these
 queries read what a decision or a page needs, so their cost does not grow with the study where
 it matters: the budget check under the study lock (``budget_stats``, on the indexes that the
-migration 0003_claim_indexes adds) and a page of trials (``trials_page``).
+migration 0003_claim_indexes adds). A page of trials is read in service/trial_pages.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from sqlalchemy import (
     BigInteger,
     CompoundSelect,
@@ -142,17 +141,3 @@ def waiting_trial_ids(session: Session, study_id: int) -> list[int]:
     trial = models.TrialModel
     query = select(trial.trial_id).where(trial.study_id == study_id, trial.state == TrialState.WAITING)
     return list(session.execute(query.order_by(trial.number)).scalars())
-
-
-def trials_page(storage: RDBStorage, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:
-    """Trials ``offset`` to ``offset + limit`` of a study by number, in a fixed number of queries
-    (the ids of the page, then Optuna's own bulk load of just those ids), whatever the study's size.
-    KeyError if the study is gone."""
-    trial = models.TrialModel
-    page = select(trial.trial_id).where(trial.study_id == study_id).order_by(trial.number).offset(offset).limit(limit)
-    with storage.engine.connect() as connection:
-        ids = set(connection.execute(page).scalars())
-    if not ids:
-        return []
-    everything_after = 2**62  # Optuna's loader returns the given ids plus those above this: none
-    return sorted(storage._get_trials(study_id, None, ids, everything_after), key=lambda t: t.number)

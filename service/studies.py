@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,10 +31,10 @@ from service.budget import (
 )
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_tables import trials_page
 from service.search_strategy import build_pruner, build_sampler
 from service.spec import StudySpec
 from service.study_tallies import StudyTallies
+from service.trial_pages import trials_page
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -197,24 +197,19 @@ def remove_study(*, session: Session, storage: BaseStorage, name: str, artifact_
         remove_study_artifacts(artifact_root, *identity)
 
 
-def list_trials(
-    *, session: Session, storage: RDBStorage, name: str, offset: int, limit: int
-) -> tuple[int, list[optuna.trial.FrozenTrial]]:
+def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tuple[int, list[optuna.trial.FrozenTrial]]:
     """One page of the study's trials, by number, and the total count: a page costs the same
-    few queries however many trials the study holds."""
+    few queries however many trials the study holds (an empty page if the study goes meanwhile)."""
     _record, budget, optuna_id = _record_and_budget(session, name)
     if optuna_id is None:
         return 0, []
-    try:
-        page = trials_page(storage, optuna_id, offset, limit)
-    except (KeyError, IndexError):  # Optuna's answers when the study goes while it reads
-        raise _gone_or(session, name) from None
-    return budget.trials, page
+    return budget.trials, trials_page(session.connection(), optuna_id, offset, limit)
 
 
 def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str, Any]:
     """The best completed trial: number, value, params, the config that reproduces it, metrics."""
     record, _budget, optuna_id = _record_and_budget(session, name)
+    session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
     no_trial = StudyConflictError(f"study {name!r} has no completed trial yet")
     if optuna_id is None:
         raise no_trial
@@ -238,7 +233,6 @@ def _record_and_budget(session: Session, name: str) -> tuple[StudyRecord, Budget
     """The study's record, its budget counts and Optuna id, read from indexes (no per-state
     counts: a read that needs only these does not scan the study); StudyNotFoundError if none."""
     row = session.execute(records_with_budget(name).where(StudyRecord.status.not_in(IN_PROGRESS))).first()
-    session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
     if row is None:
         raise StudyNotFoundError(f"no study named {name!r}")
     return row.StudyRecord, Budget.of(row), row.optuna_id

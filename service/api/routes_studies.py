@@ -60,12 +60,11 @@ def get_study(name: str, session: SessionDep) -> StudyOut:
 def list_trials(
     name: str,
     session: SessionDep,
-    storage: StorageDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """A page of trials by number, with per-epoch validation accuracy."""
-    total, page = studies.list_trials(session=session, storage=storage, name=name, offset=offset, limit=limit)
+    total, page = studies.list_trials(session=session, name=name, offset=offset, limit=limit)
     trials = [TrialOut(**studies.trial_as_dict(t)) for t in page]
     return json_response(TRIAL_PAGE, TrialPage(total=total, offset=offset, limit=limit, trials=trials))
 

@@ -226,6 +226,36 @@ def test_a_page_of_trials_costs_the_same_queries_whatever_the_study_holds(api):
     assert queries_for_page("large", 600)[1]["trials"] == []  # past the end: an empty page
 
 
+def test_a_page_holds_what_optuna_itself_reads_for_those_trials(api, db):
+    """service/trial_pages.py reads Optuna's tables itself: every part of a trial must come back as
+    Optuna's loader returns it, special values (infinities, NaN) and each kind of distribution included."""
+    from service.studies import trial_as_dict
+    from service.trial_pages import trials_page
+
+    api.post("/studies", json=make_spec())
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+    for i in range(4):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("depth", 1, 8)
+        trial.suggest_categorical("optimizer", ["adam", "sgd", None])
+        trial.report(float("nan") if i == 1 else 0.1 * i, step=1)
+        trial.report(float("-inf") if i == 2 else 0.2, step=2)
+        trial.set_user_attr("metrics", {"val_accuracy": 0.5, "nested": [1, 2]})
+        study.tell(trial, [0.3, float("inf"), None, None][i], state=None if i < 2 else optuna.trial.TrialState.PRUNED)
+    study.enqueue_trial({"lr": 0.01})
+    expected = study.get_trials(deepcopy=False)
+    with db.engine.connect() as connection:
+        page = trials_page(connection, study._study_id, 0, 10)
+    as_json = [json.dumps([trial_as_dict(t) for t in trials], sort_keys=True) for trials in (page, expected)]
+    assert as_json[0] == as_json[1]  # compared as text: NaN is not equal to itself
+    assert "NaN" in as_json[0] and "-Infinity" in as_json[0]
+    assert [(t.distributions, t.system_attrs, t.values) for t in page] == [
+        (t.distributions, t.system_attrs, t.values) for t in expected
+    ]
+    assert [t["number"] for t in api.get("/studies/cifar-search/trials", params={"offset": 3}).json()["trials"]] == [3, 4]
+
+
 NON_FINITE = {  # where a NaN or an infinity can hide in a spec, and the field the 422 must name
     "fixed value": ('"search_space": {"width": NaN}', "width"),
     "range low": ('"search_space": {"lr": {"type": "float", "low": NaN, "high": 0.1}}', "low"),

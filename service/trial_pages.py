@@ -1,0 +1,88 @@
+"""A page of a study's trials, read with plain SQL in six statements whatever the study's size.
+
+Optuna's own loader (``RDBStorage._get_trials``) builds an ORM object for every row of every
+child table of every trial, and reads the page's trial ids in a statement of its own: about
+twice the time of these reads for a page of 100. The trials come back as Optuna's FrozenTrial,
+built the way ``RDBStorage._build_frozen_trial_from_trial_model`` builds them (Optuna 5.0, the
+same helpers for values, intermediate values and distributions), so the rest of the service
+sees no difference. tests/service/test_api_studies.py compares a page with Optuna's own trials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from optuna import distributions
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial
+from sqlalchemy import Connection, select
+
+Children = dict[int, list[Any]]  # trial id -> rows of one child table
+
+
+def trials_page(connection: Connection, study_id: int, offset: int, limit: int) -> list[FrozenTrial]:
+    """Trials ``offset`` to ``offset + limit`` of the study, by number ([] past the end or if the study is gone)."""
+    trial = models.TrialModel.__table__.c
+    page = (
+        select(trial.trial_id, trial.number, trial.state, trial.datetime_start, trial.datetime_complete)
+        .where(trial.study_id == study_id)
+        .order_by(trial.number)
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = list(connection.execute(page))
+    ids = [row.trial_id for row in rows]
+    if not ids:
+        return []
+    children = {table: _children(connection, table, ids) for table in _CHILD_TABLES}
+    return [_frozen(row, children) for row in rows]
+
+
+_CHILD_TABLES = (
+    models.TrialValueModel,
+    models.TrialIntermediateValueModel,
+    models.TrialParamModel,
+    models.TrialUserAttributeModel,
+    models.TrialSystemAttributeModel,
+)
+
+
+def _children(connection: Connection, table: Any, ids: list[int]) -> Children:
+    by_trial: Children = defaultdict(list)
+    for row in connection.execute(select(table.__table__).where(table.trial_id.in_(ids))):
+        by_trial[row.trial_id].append(row)
+    return by_trial
+
+
+def _frozen(row: Any, children: dict[Any, Children]) -> FrozenTrial:
+    values = children[models.TrialValueModel][row.trial_id]
+    params = sorted(children[models.TrialParamModel][row.trial_id], key=lambda p: p.param_id)
+    parsed = {p.param_name: distributions.json_to_distribution(p.distribution_json) for p in params}
+    objective_values = [0.0] * len(values)
+    for v in values:
+        objective_values[v.objective] = models.TrialValueModel.stored_repr_to_value(v.value, v.value_type)
+    return FrozenTrial(
+        number=row.number,
+        state=row.state,
+        value=None,
+        values=objective_values or None,
+        datetime_start=row.datetime_start,
+        datetime_complete=row.datetime_complete,
+        params={p.param_name: parsed[p.param_name].to_external_repr(p.param_value) for p in params},
+        distributions=parsed,
+        user_attrs=_attrs(children[models.TrialUserAttributeModel][row.trial_id]),
+        system_attrs=_attrs(children[models.TrialSystemAttributeModel][row.trial_id]),
+        intermediate_values={
+            v.step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                v.intermediate_value, v.intermediate_value_type
+            )
+            for v in children[models.TrialIntermediateValueModel][row.trial_id]
+        },
+        trial_id=row.trial_id,
+    )
+
+
+def _attrs(rows: list[Any]) -> dict[str, Any]:
+    return {attr.key: json.loads(attr.value_json) for attr in rows}
