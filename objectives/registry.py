@@ -54,7 +54,7 @@ _CNN_PARAMS = [
         low=0.0,
         high=10.0,
         positive=True,
-        default_space={"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        default_space={"type": "float", "low": 1e-3, "high": 2e-2, "log": True},
     ),
     Param(
         "batch_size",
@@ -63,7 +63,7 @@ _CNN_PARAMS = [
         "images per optimisation step",
         low=1,
         high=4096,
-        default_space={"type": "categorical", "choices": [32, 64, 128, 256]},
+        default_space={"type": "categorical", "choices": [64, 128, 256]},
     ),
     Param(
         "aug_strength",
@@ -79,6 +79,13 @@ _CNN_PARAMS = [
     Param("momentum", "float", 0.9, "SGD momentum, or Adam's beta1", low=0.0, high=0.999),
     Param("weight_decay", "float", 5e-4, "L2 penalty (decoupled for adam: AdamW)", low=0.0, high=1.0),
     Param("label_smoothing", "float", 0.0, "cross-entropy label smoothing", low=0.0, high=0.5),
+    Param(
+        "eval_flip",
+        "categorical",
+        True,
+        "evaluate (validation and test) on each image and its mirror image, averaging the predictions",
+        choices=(True, False),
+    ),
 ]
 
 OBJECTIVES: dict[str, Objective] = {

@@ -91,7 +91,7 @@ SpaceEntry = Annotated[
 def check_value(param: Param, value: Any) -> None:
     """Raise ValueError naming the problem if ``value`` is not a legal value of ``param``."""
     if param.type == "categorical":
-        if param.choices is not None and value not in param.choices:
+        if param.choices is not None and not any(value == c and type(value) is type(c) for c in param.choices):
             raise ValueError(f"{param.name} must be one of {list(param.choices)}, got {value!r}")
         return
     if isinstance(value, bool) or not isinstance(value, int | float):

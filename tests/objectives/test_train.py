@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from objectives.checkpoint import checkpoint_epoch
-from objectives.train import MIN_ONE_CYCLE_STEPS, train
+from objectives.data import Split
+from objectives.model import build_cnn
+from objectives.train import MIN_ONE_CYCLE_STEPS, _normalisation, evaluate, train
 
 FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}
 
@@ -105,3 +107,34 @@ def test_runs_too_short_for_a_one_cycle_schedule_train_at_a_constant_rate(tiny_d
     assert first.epochs == 2 and first.loss > 0
     resumed = train(tiny_data, params=params, epochs=2, seed=0, checkpoint_path=checkpoint, resume_from=checkpoint)
     assert resumed.val_accuracy == first.val_accuracy  # its checkpoint resumes like any other
+
+
+def test_eval_flip_predicts_the_same_for_an_image_and_its_mirror(tiny_data):
+    """With eval_flip an image and its mirror image get one prediction (their mean): accuracy on a
+    mirrored split equals accuracy on the split. Without it the two differ for a model that
+    tells left from right."""
+    torch.manual_seed(3)
+    model = build_cnn(width=0.125, num_classes=len(tiny_data.classes))
+    with torch.no_grad():  # a random model with a strong left-right asymmetry
+        first = next(model.parameters())
+        first.add_(torch.linspace(-2, 2, 3).view(1, 1, 1, 3))
+    mean, std = _normalisation(tiny_data.train.images)
+    split = Split(
+        torch.cat([tiny_data.val.images, tiny_data.test.images]),
+        torch.cat([tiny_data.val.labels, tiny_data.test.labels]),
+    )
+    mirrored = Split(split.images.flip(3), split.labels)
+
+    def accuracies(flip: bool) -> tuple[float, float]:
+        return evaluate(model, split, mean, std, flip=flip), evaluate(model, mirrored, mean, std, flip=flip)
+
+    with_flip, without = accuracies(True), accuracies(False)
+    assert with_flip[0] == with_flip[1]
+    assert without[0] != without[1]
+
+
+def test_eval_flip_is_a_parameter_on_by_default(tiny_data):
+    on = train(tiny_data, params=FAST, epochs=1, seed=5)
+    off = train(tiny_data, params={**FAST, "eval_flip": False}, epochs=1, seed=5)
+    assert on.loss == off.loss  # training is the same
+    assert (on.val_accuracy, on.test_accuracy) != (off.val_accuracy, off.test_accuracy)

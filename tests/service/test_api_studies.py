@@ -38,12 +38,12 @@ def test_defaults_fill_the_search_space(api):
     body = api.post("/studies", json=spec).json()
     assert body["spec"]["search_space"]["lr"] == {
         "type": "float",
-        "low": 0.0001,
-        "high": 0.1,
+        "low": 0.001,
+        "high": 0.02,
         "log": True,
         "step": None,
     }
-    assert body["spec"]["search_space"]["batch_size"]["choices"] == [32, 64, 128, 256]
+    assert body["spec"]["search_space"]["batch_size"]["choices"] == [64, 128, 256]
     assert body["spec"]["sampler"]["name"] == "tpe" and body["spec"]["pruner"]["name"] == "hyperband"
 
 
@@ -68,6 +68,7 @@ INVALID = {
         {"search_space": {"aug_strength": {"type": "float", "low": 0, "high": 1, "log": True}}},
         "log range needs low > 0",
     ),
+    "a number for a yes/no parameter": ({"search_space": {"eval_flip": 1}}, "eval_flip must be one of [True, False]"),
     "lr above 10": ({"search_space": {"lr": {"type": "float", "low": 1, "high": 20}}}, "lr must lie in"),
     "batch size too big": (
         {"search_space": {"batch_size": {"type": "categorical", "choices": [64, 8192]}}},
@@ -253,7 +254,10 @@ def test_a_page_holds_what_optuna_itself_reads_for_those_trials(api, db):
     assert [(t.distributions, t.system_attrs, t.values) for t in page] == [
         (t.distributions, t.system_attrs, t.values) for t in expected
     ]
-    assert [t["number"] for t in api.get("/studies/cifar-search/trials", params={"offset": 3}).json()["trials"]] == [3, 4]
+    assert [t["number"] for t in api.get("/studies/cifar-search/trials", params={"offset": 3}).json()["trials"]] == [
+        3,
+        4,
+    ]
 
 
 NON_FINITE = {  # where a NaN or an infinity can hide in a spec, and the field the 422 must name
