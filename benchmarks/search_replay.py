@@ -208,7 +208,7 @@ def told_neighbourhood(index: int, _epochs: int, best: dict[str, Any]) -> Any:
     aug = best["aug_strength"]
     ranges = {
         "batch_size": (best["batch_size"], best["batch_size"]),
-        "lr": (best["lr"] / 10**0.2, best["lr"] * 10**0.5),
+        "lr": (max(best["lr"] / 10**0.2, LRS[0]), min(best["lr"] * 10**0.5, LRS[-1])),  # within the table
         "aug_strength": (max(0.0, aug - 0.2), min(1.0, aug + 0.2)),
     }
     return (lambda slot: Told(trial_seed(index, slot), ranges)), optuna.pruners.NopPruner()
