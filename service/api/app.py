@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -35,10 +36,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     await asyncio.to_thread(call_with_retry, lambda: database.storage)  # built now, before requests share the pool
+    # What start-up built lives as long as the process: out of the collector's way, a full
+    # collection takes about 1 ms instead of 80-100 (130,000 objects), which was a request's tail.
+    gc.freeze()
     sweeper = asyncio.create_task(_sweep_forever(database, settings.stale_check_interval))
     try:
         yield
     finally:
+        gc.unfreeze()  # the process may go on (tests, an API served in a thread): collect as usual again
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
