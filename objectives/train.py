@@ -121,9 +121,14 @@ def _initial_state(
     # channels_last speeds convolutions up on CPU (oneDNN, about 1.5x here) as well as on CUDA
     model = build_cnn(width=hp["width"], num_classes=num_classes).to(device).to(memory_format=torch.channels_last)
     optimizer: torch.optim.Optimizer
+    fused = device.type in ("cpu", "cuda")  # one kernel per step for all parameters, not a few per tensor
     if hp["optimizer"] == "adam":
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=hp["lr"], betas=(hp["momentum"], 0.999), weight_decay=hp["weight_decay"]
+            model.parameters(),
+            lr=hp["lr"],
+            betas=(hp["momentum"], 0.999),
+            weight_decay=hp["weight_decay"],
+            fused=fused,
         )
     elif hp["optimizer"] == "sgd":
         optimizer = torch.optim.SGD(
@@ -132,6 +137,7 @@ def _initial_state(
             momentum=hp["momentum"],
             nesterov=hp["momentum"] > 0,
             weight_decay=hp["weight_decay"],
+            fused=fused,
         )
     else:
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {hp['optimizer']!r}")
