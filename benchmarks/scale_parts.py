@@ -3,7 +3,6 @@ read load on the API, and a watch on the server's connections."""
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import statistics
@@ -90,7 +89,6 @@ def slot_process(url: str, index: int, trial_seconds: float, ready: Any, stop: A
     database = Database.from_settings(settings, role="worker")  # as worker.child_process builds it
     loop = slot_loop.SlotLoop(slot, database, settings, stop, TrialQuota(None, None), "cpu")
     loop.objective_class = ZeroCost
-    gc.freeze()  # as worker.child_process does before serving
     ready.put(os.getpid())
     error = None
     try:

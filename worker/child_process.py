@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -42,7 +41,6 @@ def child_main(slot: SlotConfig, quota: TrialQuota, log_queue: Any = None) -> No
         torch.set_num_threads(slot.threads)
     settings = get_settings()
     database = Database.from_settings(settings, role="worker")  # one pooled connection (service.database)
-    gc.freeze()  # imports live as long as the slot: a full collection skips them (130 ms with torch, then < 1 ms)
     try:
         SlotLoop(slot, database, settings, stop, quota, torch.device(slot.device)).run()
     finally:
