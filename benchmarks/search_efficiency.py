@@ -76,7 +76,8 @@ def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> d
     torch.set_num_threads(slot_threads())
     data = load_dataset(dataset, data_dir=data_dir(), device="cpu")
     started, best, best_config = time.perf_counter(), 0.0, {}
-    for lr, batch, aug in itertools.product(*GRID.values()):
+    configs = list(itertools.product(*GRID.values()))
+    for lr, batch, aug in configs:
         params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
         result = train(data, params=params, epochs=epochs, seed=seed, device="cpu")
         if result.val_accuracy > best:
@@ -90,7 +91,7 @@ def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> d
         "best_config": best_config,
         "retrained_val": retrained,
         "target": statistics.mean(retrained),
-        "epochs": epochs * len(list(itertools.product(*GRID.values()))),
+        "epochs": epochs * len(configs),
         "seconds": seconds,
         "threads": torch.get_num_threads(),
     }
