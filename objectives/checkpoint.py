@@ -30,12 +30,14 @@ class TrainState:
 
 @dataclass(frozen=True)
 class Resumable:
-    """Where a retry resumes: the file and its epoch (None, None: from scratch), and why not the
-    latest checkpoint when that one could not be used."""
+    """Where a retry resumes: the file and its epoch (None, None: from scratch), the validation
+    accuracy after each of those epochs, and why not the latest checkpoint when that one could
+    not be used."""
 
     path: Path | None
     epoch: int | None
     note: str | None = None
+    history: tuple[float, ...] = ()
 
 
 def previous_path(path: str | Path) -> Path:
@@ -74,10 +76,16 @@ def load_checkpoint(path: str | Path, state: TrainState) -> None:
 
 def checkpoint_epoch(path: str | Path) -> int | None:
     """The epoch a checkpoint was taken after, or None when there is none."""
-    path = Path(path)
+    progress = _checkpoint_progress(Path(path))
+    return progress[0] if progress else None
+
+
+def _checkpoint_progress(path: Path) -> tuple[int, tuple[float, ...]] | None:
+    """A checkpoint's epoch and validation history, or None when there is no file."""
     if not path.exists():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return int(payload["epoch"]), tuple(float(v) for v in payload["history"])
 
 
 def find_resumable(path: str | Path) -> Resumable:
@@ -90,14 +98,15 @@ def find_resumable(path: str | Path) -> Resumable:
     problems: list[str] = []
     for candidate in (path, previous_path(path)):
         try:
-            epoch = checkpoint_epoch(candidate)
+            progress = _checkpoint_progress(candidate)
         except Exception as exc:  # whatever a damaged file makes torch.load raise
             problems.append(f"{candidate.name} was unreadable ({type(exc).__name__}: {str(exc)[:120]})")
             os.replace(candidate, candidate.with_name(candidate.name + ".unreadable"))
             continue
-        if epoch is None:
+        if progress is None:
             continue
+        epoch, history = progress
         if candidate == path:
-            return Resumable(candidate, epoch)
-        return Resumable(candidate, epoch, "; ".join([*problems, f"resumed from {candidate.name}"]))
+            return Resumable(candidate, epoch, history=history)
+        return Resumable(candidate, epoch, "; ".join([*problems, f"resumed from {candidate.name}"]), history)
     return Resumable(None, None, "; ".join([*problems, "started afresh"]) if problems else None)

@@ -84,6 +84,8 @@ class TrialObjective:
         if resumable and resumable.note is not None:  # the latest checkpoint could not be used
             attrs["checkpoint_note"] = resumable.note
             log.warning("trial %s: %s", trial.number, resumable.note)
+        if resumable:
+            report_checkpointed_epochs(trial, resumable.history)
         # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
         self.storage.set_user_attrs_on_finish(trial_id(trial), attrs)
         log.info(
@@ -166,6 +168,19 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 def hand_back(study: optuna.Study, trial: optuna.trial.FrozenTrial, engine: Engine) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
     stale_trial_retry(engine, handed_back=True)(study, trial)
+
+
+def report_checkpointed_epochs(trial: optuna.Trial, history: tuple[float, ...]) -> None:
+    """Report the checkpoint's epochs that the trial lacks.
+
+    Training saves an epoch's checkpoint before reporting it, so a worker killed between the two
+    leaves a checkpoint one epoch ahead of what Optuna holds; the retry resumes after that epoch
+    and would otherwise never report it.
+    """
+    reported = trial.storage.get_trial(trial_id(trial)).intermediate_values
+    for epoch, val_accuracy in enumerate(history, start=1):
+        if epoch not in reported:
+            trial.report(val_accuracy, epoch)
 
 
 def retried_trial_number(trial: optuna.Trial) -> int | None:
