@@ -13,6 +13,8 @@ modules and those tests, nothing else. What is used, and why:
 - The ORM models of Optuna's tables (``optuna.storages._rdb.models``): heartbeats and user
   attributes as single upserts (Optuna spends a SELECT and a commit on each), and the trial
   counts that budgets and progress are derived from (optuna_tables).
+- ``RDBStorage._version_manager`` (``get_current_version``, ``get_head_version``): the schema
+  check, done here on one connection (Optuna's holds a transaction open while it opens a second).
 - ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials.
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
   the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``;
@@ -59,13 +61,33 @@ class TunedRDBStorage(RDBStorage):
         # The constructor's engine checks the schema version on the Database's own pool, so it opens
         # no connection of its own. Creating it adds that engine's connect listeners to the pool:
         # build the storage before other threads use the pool (the API does so at start-up).
-        super().__init__(url, engine_kwargs={"pool": engine.pool}, skip_table_creation=True, **heartbeat)
+        # Optuna's own compatibility check reads the schema version on a second connection while its
+        # first holds a transaction: behind PgBouncer (transaction mode, few servers) slots starting
+        # together each held one server and waited for another. check_schema_version uses one.
+        super().__init__(
+            url,
+            engine_kwargs={"pool": engine.pool},
+            skip_compatibility_check=True,
+            skip_table_creation=True,
+            **heartbeat,
+        )
         self.engine = engine
         self.scoped_session = scoped_session(sessionmaker(bind=engine))
         self._version_manager.engine, self._version_manager.scoped_session = engine, self.scoped_session
+        self.check_schema_version()
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
         self._beatless_since: dict[int, dict[int, float]] = {}  # study id -> {beatless trial id: first seen}
+
+    def check_schema_version(self) -> None:
+        """Raise RuntimeError unless Optuna's tables are at this Optuna's schema revision (one connection)."""
+        current = self._version_manager.get_current_version()
+        head = self._version_manager.get_head_version()
+        if current != head:
+            raise RuntimeError(
+                f"Optuna's tables are at schema revision {current}; optuna {optuna.__version__} needs {head}. "
+                "Run `hpo migrate` to upgrade them (or install the optuna that wrote them)."
+            )
 
     def set_trial_user_attrs(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         """Set several user attributes of a running trial in one transaction."""

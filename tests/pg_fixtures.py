@@ -176,10 +176,6 @@ admin_users = {user}
 pool_mode = transaction
 max_client_conn = 500
 default_pool_size = 2
-; Optuna's storage constructor holds one connection in a transaction while it opens a second
-; (its schema check): two slots starting together can each hold one of the two servers and wait
-; for the other. PgBouncer breaks that by failing the wait; the slot's retry starts it again.
-query_wait_timeout = 5
 logfile = {root}/pgbouncer.log
 pidfile = {root}/pgbouncer.pid
 """

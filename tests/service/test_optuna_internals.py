@@ -23,6 +23,7 @@ from service import optuna_tables as tables
 from service import optuna_trials as trials
 from service.budget import Budget, Progress, read_budget
 from service.database import Database, Heartbeat
+from service.optuna_storage import build_storage
 from service.spec import StudySpec
 from service.studies import create_study
 from tests.conftest import make_spec
@@ -70,6 +71,28 @@ def test_the_storage_runs_on_the_database_engine_and_its_pool(running: Setup):
     assert storage.engine is database.engine
     assert storage.scoped_session().get_bind() is database.engine
     assert storage.get_trial(trial_id).state == TrialState.RUNNING  # it works on the shared engine
+
+
+def test_the_storage_is_built_on_one_connection_at_a_time(pg_url):
+    """Optuna's constructor read the schema version on a second connection while its first held a
+    transaction: behind PgBouncer, slots starting together each held a server and waited for another."""
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    try:
+        storage = build_storage(engine, heartbeat_interval=1, grace_period=4)  # TimeoutError on two
+        assert storage.get_all_studies() == []
+    finally:
+        engine.dispose()
+
+
+def test_tables_at_another_optuna_schema_revision_are_refused_with_what_to_run(pg_url):
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
+        with pytest.raises(RuntimeError, match=r"revision v3\.0\.0\.d.*hpo migrate"):
+            build_storage(engine, heartbeat_interval=None, grace_period=None)
+    finally:
+        engine.dispose()
 
 
 def test_attributes_set_on_finish_commit_with_the_final_state(running: Setup):
