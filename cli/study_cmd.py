@@ -37,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     best = _command(commands, "best", run_best, "the best trial and its config")
     best.add_argument("name")
     best.add_argument("--config-out", type=Path, help="write the config that `hpo train --config` reproduces")
+    best.add_argument("--download", type=Path, metavar="FILE", help="save the best trial's weights (a state_dict)")
     for action in STATUS_ACTIONS:
         _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
     _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
@@ -78,6 +79,9 @@ def run_best(args: argparse.Namespace) -> int:
     answer = _request("GET", f"/studies/{args.name}/best")
     if args.config_out:
         args.config_out.write_text(json.dumps(answer["config"], indent=2) + "\n")
+    if args.download:
+        _download(f"/studies/{args.name}/best/model", args.download)
+        answer = {**answer, "model": str(args.download)}
     return _print(args, answer, lambda console: _print_best(console, answer, args.config_out))
 
 
@@ -92,6 +96,24 @@ def run_delete(args: argparse.Namespace) -> int:
     _request("DELETE", f"/studies/{args.name}")
     answer = {"deleted": args.name}
     return _print(args, answer, lambda console: console.print(f"deleted {args.name}"))
+
+
+def _download(path: str, target: Path) -> None:
+    """Stream GET ``path`` into ``target`` (written whole or not at all)."""
+    partial = target.with_name(f".{target.name}.part")
+    with _client() as api:
+        try:
+            with api.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise CliError(f"GET {path} answered {response.status_code}: {_explain(response)}")
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            partial.unlink(missing_ok=True)
+            raise CliError(f"cannot download {path} from {api.base_url}: {exc}") from None
+    partial.replace(target)
 
 
 def _print(args: argparse.Namespace, answer: Any, for_people: Callable[[Console], None]) -> int:
@@ -171,6 +193,8 @@ def _print_best(console: Console, answer: dict[str, Any], config_out: Path | Non
         console.print(f"config written to {config_out}: hpo train --config {config_out}")
     else:
         console.print(f"config: {json.dumps(answer['config'])}")
+    if answer.get("model"):
+        console.print(f"weights saved to {answer['model']} (torch.load(..., weights_only=True))")
 
 
 def _trials_table(page: dict[str, Any]) -> Table:

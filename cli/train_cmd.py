@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
+from service.config import ImageFolderDataset, TrainingConfig
 from service.settings import get_settings
-from service.spec import ImageFolderDataset, TrainingConfig
 
 
 def add_parser(subparsers: Any) -> None:
@@ -28,6 +28,7 @@ def add_parser(subparsers: Any) -> None:
         help="override one entry of params (value parsed as JSON when it can be)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--save", type=Path, metavar="FILE", help="save the trained weights (a state_dict)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """Train the config and print its result."""
     config = load_config(args.config, args.overrides)
     from objectives.data import DatasetError, load_dataset
+    from objectives.init import InitError, init_weights_file
     from objectives.train import pick_device, train
 
     settings = get_settings()
@@ -89,7 +91,14 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=settings.cache_dir,
             allow_download=settings.allow_download,
         )
-    except (DatasetError, OSError) as exc:
+        init_weights = init_weights_file(
+            config.init.model_dump(),
+            objective=config.objective,
+            data_dir=settings.data_dir,
+            artifact_dir=settings.artifact_dir,
+            allow_download=settings.allow_download,
+        )
+    except (DatasetError, InitError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(
         f"hpo train: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
@@ -100,8 +109,20 @@ def run(args: argparse.Namespace) -> int:
     def progress(epoch: int, loss: float, val_accuracy: float) -> None:
         print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
 
-    result = train(data, params=config.params, epochs=config.epochs, seed=config.seed, device=device, on_epoch=progress)
-    output = {**result.as_dict(), "config": config.model_dump()}
+    result = train(
+        data,
+        params=config.params,
+        epochs=config.epochs,
+        seed=config.seed,
+        device=device,
+        on_epoch=progress,
+        objective=config.objective,
+        init_weights=init_weights,
+        weights_path=args.save,
+    )
+    output = {**result.as_dict(), "config": config.model_dump(mode="json")}
+    if args.save:
+        output["model"] = str(args.save)
     if args.json:
         print(json.dumps(output))
     else:
@@ -117,4 +138,6 @@ def run(args: argparse.Namespace) -> int:
         ):
             value = output[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
+        if args.save:
+            print(f"{'model':>18}: {args.save}")
     return 0

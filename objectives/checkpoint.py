@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from objectives.files import save_atomically
+from objectives.model import NORMALISATION
 
 
 @dataclass
@@ -26,6 +27,7 @@ class TrainState:
     generator: torch.Generator  # drives shuffling and augmentation
     epoch: int = 0  # epochs completed
     history: list[float] = field(default_factory=list)  # validation accuracy after each epoch
+    frozen: list[nn.Module] = field(default_factory=list)  # blocks that stay in eval mode (not saved: config)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
 def load_checkpoint(path: str | Path, state: TrainState) -> None:
     """Restore ``state`` in place from a checkpoint (loaded with ``weights_only=True``)."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    state.model.load_state_dict(payload["model"])
+    missing, unexpected = state.model.load_state_dict(payload["model"], strict=False)
+    if unexpected or set(missing) - set(NORMALISATION):  # checkpoints from before the buffers lack only those
+        raise RuntimeError(
+            f"checkpoint {Path(path).name} does not fit the model: missing {missing}, extra {unexpected}"
+        )
     state.optimizer.load_state_dict(payload["optimizer"])
     state.schedule.load_state_dict(payload["schedule"])
     state.generator.set_state(payload["generator"])

@@ -65,8 +65,11 @@ def load_dataset(
 ) -> Dataset:
     """Load the dataset a config names (``{"kind": "imagefolder", "path": ...}`` or ``{"kind": "cifar10"}``).
 
-    ``limit`` caps the training images (stratified) and ``val_fraction`` (default 0.1) carves a
-    deterministic, stratified validation split out of them. The test split is returned whole.
+    ``classes`` (class folder names) keeps those classes only, labelled 0, 1, ... in that order,
+    in train and test alike. ``per_class`` caps the training images of each class and ``limit``
+    the training images in all (both stratified and deterministic); ``val_fraction`` (default
+    0.1) carves a deterministic, stratified validation split out of what remains. The test
+    split is returned whole (for the chosen classes).
     """
     kind = dataset.get("kind")
     device = torch.device(device)
@@ -82,19 +85,46 @@ def load_dataset(
             raise DatasetError(f"unknown dataset kind {kind!r}; use 'imagefolder' or 'cifar10'")
         _MEMORY[memo_key] = (train.to(device), test.to(device), classes)
     train, test, classes = _MEMORY[memo_key]
-    fit, val = split_train_val(train, limit=dataset.get("limit"), val_fraction=dataset.get("val_fraction", 0.1))
-    return Dataset(train=fit, val=val, test=test, classes=classes)
+    if dataset.get("classes"):
+        wanted = list(dataset["classes"])
+        train, test, classes = select_classes(train, classes, wanted), select_classes(test, classes, wanted), wanted
+    fit, val = split_train_val(
+        train,
+        limit=dataset.get("limit"),
+        val_fraction=dataset.get("val_fraction", 0.1),
+        per_class=dataset.get("per_class"),
+    )
+    return Dataset(train=fit, val=val, test=test, classes=list(classes))
 
 
-def split_train_val(train: Split, *, limit: int | None, val_fraction: float) -> tuple[Split, Split]:
-    """Stratified ``limit`` and validation split, the same for every call with the same arguments."""
+def select_classes(split: Split, names: list[str], wanted: list[str]) -> Split:
+    """The images of the classes ``wanted`` (names from ``names``), relabelled 0, 1, ... in that order."""
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise DatasetError(f"dataset.classes: no class {', '.join(map(repr, missing))}; the dataset has {names}")
+    relabel = torch.full((len(names),), -1, dtype=torch.int64, device=split.labels.device)
+    for new, name in enumerate(wanted):
+        relabel[names.index(name)] = new
+    labels = relabel[split.labels]
+    keep = (labels >= 0).nonzero().flatten()
+    return Split(split.images[keep], labels[keep])
+
+
+def split_train_val(
+    train: Split, *, limit: int | None, val_fraction: float, per_class: int | None = None
+) -> tuple[Split, Split]:
+    """Stratified ``per_class`` and ``limit`` caps and validation split, the same for every call
+    with the same arguments."""
     generator = torch.Generator().manual_seed(SPLIT_SEED)
     labels = train.labels.cpu()
-    total = len(labels)
+    counts = labels.bincount()
+    if per_class is not None:
+        counts = counts.clamp(max=per_class)
+    total = int(counts.sum())
     fit_idx, val_idx = [], []
     for label in labels.unique(sorted=True).tolist():
         members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
+        members = members[torch.randperm(len(members), generator=generator)][: int(counts[label])]
         keep = len(members) if limit is None else round(limit * len(members) / total)
         n_val = round(keep * val_fraction)
         val_idx.append(members[:n_val])

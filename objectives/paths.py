@@ -9,23 +9,23 @@ class DataPathError(ValueError):
     """A dataset path names something outside the data root, or is malformed."""
 
 
-def resolve_under(root: str | Path, relative: str) -> Path:
+def resolve_under(root: str | Path, relative: str, what: str = "dataset path") -> Path:
     """Return ``root/relative`` resolved, refusing anything that escapes ``root``.
 
     Absolute paths, ``..`` components and symlinks that lead outside the root are
-    rejected with :class:`DataPathError`. The path need not exist.
+    rejected with :class:`DataPathError`, whose message calls the path ``what``. The path need not exist.
     """
     if not relative or relative.strip() != relative:
-        raise DataPathError("dataset path must be a non-empty relative path without surrounding spaces")
+        raise DataPathError(f"{what} must be a non-empty relative path without surrounding spaces")
     if "\\" in relative or "\x00" in relative:
-        raise DataPathError(f"dataset path {relative!r} contains a backslash or NUL byte")
+        raise DataPathError(f"{what} {relative!r} contains a backslash or NUL byte")
     pure = PurePosixPath(relative)
     if pure.is_absolute():
-        raise DataPathError(f"dataset path {relative!r} must be relative to the data directory")
+        raise DataPathError(f"{what} {relative!r} must be relative to the data directory")
     if ".." in pure.parts:
-        raise DataPathError(f"dataset path {relative!r} must not contain '..'")
+        raise DataPathError(f"{what} {relative!r} must not contain '..'")
     base = Path(root).resolve()
     target = (base / pure).resolve()
     if not target.is_relative_to(base):
-        raise DataPathError(f"dataset path {relative!r} leads outside the data directory (via a symlink)")
+        raise DataPathError(f"{what} {relative!r} leads outside the data directory (via a symlink)")
     return target

@@ -30,11 +30,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Objective:
-    """A trainable objective: a name and its parameters."""
+    """A trainable objective: a name, its parameters, how many leading blocks ``freeze`` can
+    freeze (all of them: only the classifier head trains), and the torchvision weights it can
+    start from (name -> file name in torch's hub cache)."""
 
     name: str
     doc: str
     params: dict[str, Param] = field(default_factory=dict)
+    blocks: int = 0
+    torchvision_weights: dict[str, str] = field(default_factory=dict)
 
     def default_params(self) -> dict[str, Any]:
         """Every parameter at its default value."""
@@ -45,7 +49,30 @@ class Objective:
         return {name: dict(p.default_space) for name, p in self.params.items() if p.default_space}
 
 
-_CNN_PARAMS = [
+def _transfer_params(blocks: int) -> list[Param]:
+    """``freeze`` and ``backbone_lr_scale``, the parameters of fine-tuning, for a model of ``blocks`` blocks."""
+    return [
+        Param(
+            "freeze",
+            "int",
+            0,
+            f"leading blocks kept frozen (weights and BatchNorm statistics): 0 = train all, {blocks} = the head only",
+            low=0,
+            high=blocks,
+        ),
+        Param(
+            "backbone_lr_scale",
+            "float",
+            1.0,
+            "learning rate of every layer but the classifier head, as a fraction of lr",
+            low=0.0,
+            high=1.0,
+            positive=True,
+        ),
+    ]
+
+
+_TRAINING_PARAMS = [
     Param(
         "lr",
         "float",
@@ -74,7 +101,6 @@ _CNN_PARAMS = [
         high=1.0,
         default_space={"type": "float", "low": 0.0, "high": 1.0},
     ),
-    Param("width", "float", 0.25, "channel multiplier of the 64/128/256/512 CNN", low=0.03, high=4.0),
     Param("optimizer", "categorical", "adam", "adam or sgd (Nesterov)", choices=("adam", "sgd")),
     Param("momentum", "float", 0.9, "SGD momentum, or Adam's beta1", low=0.0, high=0.999),
     Param("weight_decay", "float", 5e-4, "L2 penalty (decoupled for adam: AdamW)", low=0.0, high=1.0),
@@ -88,11 +114,37 @@ _CNN_PARAMS = [
     ),
 ]
 
+_CNN_PARAMS = [
+    *_TRAINING_PARAMS,
+    Param("width", "float", 0.25, "channel multiplier of the 64/128/256/512 CNN", low=0.03, high=4.0),
+    *_transfer_params(blocks=4),
+]
+_RESNET18_PARAMS = [
+    *_TRAINING_PARAMS,
+    Param(
+        "small_stem",
+        "categorical",
+        True,
+        "a 3x3 stride-1 first convolution and no max-pooling, for 32x32 images (false: ImageNet's 7x7 stem)",
+        choices=(True, False),
+    ),
+    *_transfer_params(blocks=5),
+]
+
+# Adding an objective: its parameters here, its model in objectives/model.py (ARCHITECTURES).
 OBJECTIVES: dict[str, Objective] = {
     "cnn": Objective(
         name="cnn",
         doc="The seed article's 4-block CNN (conv3x3-BN-ReLU-maxpool x4, global pooling, linear).",
         params={p.name: p for p in _CNN_PARAMS},
+        blocks=4,
+    ),
+    "resnet18": Objective(
+        name="resnet18",
+        doc="torchvision's ResNet-18 (stem, 4 stages of 2 basic blocks, global pooling, linear).",
+        params={p.name: p for p in _RESNET18_PARAMS},
+        blocks=5,  # the stem and the four stages
+        torchvision_weights={"ResNet18_Weights.IMAGENET1K_V1": "resnet18-f37072fd.pth"},
     ),
 }
 

@@ -22,15 +22,18 @@ from torch import nn
 from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from objectives.data import Dataset, Split
-from objectives.model import build_cnn
+from objectives.files import save_atomically
+from objectives.init import load_initial_weights
+from objectives.model import ARCHITECTURES, build_model
 from objectives.registry import get_objective
 
-DEFAULT_PARAMS: dict[str, Any] = get_objective("cnn").default_params()
+DEFAULT_PARAMS: dict[str, Any] = get_objective("cnn").default_params()  # the default objective's
 MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
 # lr: peak learning rate (1/step); batch_size: images; aug_strength: [0, 1];
 # width: channel multiplier; optimizer: "adam" | "sgd"; momentum: SGD momentum or Adam beta1;
 # weight_decay: L2 coefficient; label_smoothing: probability mass spread over other classes;
-# eval_flip: validation and test predictions average each image's and its mirror image's.
+# eval_flip: validation and test predictions average each image's and its mirror image's;
+# freeze: leading blocks kept frozen; backbone_lr_scale: all but the head train at lr x this.
 EVAL_BATCH = 1024  # images per forward pass when evaluating
 
 ReportFn = Callable[[int, float], None]
@@ -70,22 +73,31 @@ def train(
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    objective: str = "cnn",
+    init_weights: str | Path | None = None,
+    weights_path: str | Path | None = None,
 ) -> TrainResult:
-    """Train the CNN on ``data`` with ``params`` for ``epochs`` epochs and return its metrics.
+    """Train ``objective``'s model on ``data`` with ``params`` for ``epochs`` epochs and return its metrics.
 
+    ``init_weights``: start from this state_dict file (objectives.init.load_initial_weights).
     ``checkpoint_path``: save the full training state there after every epoch.
     ``resume_from``: continue from such a checkpoint (its epoch count is kept).
+    ``weights_path``: save the final weights there (a state_dict, on CPU).
     ``on_epoch(epoch, loss, val_accuracy)``: progress hook, called before ``report``.
     """
-    unknown = set(params) - set(DEFAULT_PARAMS)
+    defaults = get_objective(objective).default_params()
+    unknown = set(params) - set(defaults)
     if unknown:
-        raise ValueError(f"unknown training parameters: {', '.join(sorted(unknown))}")
-    hp = {**DEFAULT_PARAMS, **params}
+        raise ValueError(f"unknown training parameters of {objective!r}: {', '.join(sorted(unknown))}")
+    hp = {**defaults, **params}
     device = torch.device(device) if device is not None else pick_device()
-    state = _initial_state(hp, epochs, seed, len(data.classes), len(data.train), device)
+    mean, std = _normalisation(data.train.images)
+    model = _build_model(objective, hp, len(data.classes), init_weights, device, seed)
+    model.get_buffer("input_mean").copy_(mean)
+    model.get_buffer("input_std").copy_(std)
+    state = _initial_state(model, objective, hp, epochs, seed, len(data.train), device)
     if resume_from is not None:
         load_checkpoint(resume_from, state)
-    mean, std = _normalisation(data.train.images)
     train_seconds = images_seen = loss = 0.0
     flip = hp["eval_flip"]
     started = time.perf_counter()
@@ -102,6 +114,8 @@ def train(
             on_epoch(epoch, loss, val_accuracy)
         if report is not None:
             report(epoch, val_accuracy)
+    if weights_path is not None:
+        save_atomically({k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}, weights_path)
     return TrainResult(
         val_accuracy=state.history[-1] if state.history else evaluate(state.model, data.val, mean, std, flip=flip),
         test_accuracy=evaluate(state.model, data.test, mean, std, flip=flip),
@@ -114,17 +128,39 @@ def train(
     )
 
 
-def _initial_state(
-    hp: dict, epochs: int, seed: int, num_classes: int, n_train: int, device: torch.device
-) -> TrainState:
+def _build_model(
+    objective: str, hp: dict, num_classes: int, init_weights: str | Path | None, device: torch.device, seed: int
+) -> nn.Module:
+    """The objective's model, from ``init_weights`` if given, with ``hp["freeze"]`` leading blocks frozen."""
     torch.manual_seed(seed)
+    architecture = ARCHITECTURES[objective]
+    model = build_model(objective, hp, num_classes)
+    if init_weights is not None:
+        load_initial_weights(model, Path(init_weights), architecture.head)
+    for block in architecture.blocks(model)[: hp["freeze"]]:
+        block.requires_grad_(False)
     # channels_last speeds convolutions up on CPU (oneDNN, about 1.5x here) as well as on CUDA
-    model = build_cnn(width=hp["width"], num_classes=num_classes).to(device).to(memory_format=torch.channels_last)
+    return model.to(device).to(memory_format=torch.channels_last)
+
+
+def _param_groups(model: nn.Module, objective: str, hp: dict) -> list[dict[str, Any]]:
+    """The trainable parameters: the backbone at lr x backbone_lr_scale, the head at lr."""
+    head = ARCHITECTURES[objective].head
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(head)]
+    classifier = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head)]
+    groups = [{"params": backbone, "lr": hp["lr"] * hp["backbone_lr_scale"]}, {"params": classifier, "lr": hp["lr"]}]
+    return [g for g in groups if g["params"]]
+
+
+def _initial_state(
+    model: nn.Module, objective: str, hp: dict, epochs: int, seed: int, n_train: int, device: torch.device
+) -> TrainState:
+    groups = _param_groups(model, objective, hp)
     optimizer: torch.optim.Optimizer
     fused = device.type in ("cpu", "cuda")  # one kernel per step for all parameters, not a few per tensor
     if hp["optimizer"] == "adam":
         optimizer = torch.optim.AdamW(
-            model.parameters(),
+            groups,
             lr=hp["lr"],
             betas=(hp["momentum"], 0.999),
             weight_decay=hp["weight_decay"],
@@ -132,7 +168,7 @@ def _initial_state(
         )
     elif hp["optimizer"] == "sgd":
         optimizer = torch.optim.SGD(
-            model.parameters(),
+            groups,
             lr=hp["lr"],
             momentum=hp["momentum"],
             nesterov=hp["momentum"] > 0,
@@ -144,13 +180,15 @@ def _initial_state(
     steps = epochs * math.ceil(n_train / int(hp["batch_size"]))
     schedule: torch.optim.lr_scheduler.LRScheduler
     if steps >= MIN_ONE_CYCLE_STEPS:
+        peaks = [group["lr"] for group in groups]
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=hp["lr"], total_steps=steps, pct_start=0.25, anneal_strategy="linear"
+            optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, anneal_strategy="linear"
         )
     else:  # one-cycle needs a step or two per phase (it divides by zero otherwise): keep the rate constant
         schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     generator = torch.Generator(device=device).manual_seed(seed)
-    return TrainState(model=model, optimizer=optimizer, schedule=schedule, generator=generator)
+    frozen = ARCHITECTURES[objective].blocks(model)[: hp["freeze"]]
+    return TrainState(model=model, optimizer=optimizer, schedule=schedule, generator=generator, frozen=frozen)
 
 
 def _normalisation(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,6 +204,8 @@ def _prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tor
 def _train_epoch(state: TrainState, split: Split, hp: dict, mean: torch.Tensor, std: torch.Tensor) -> float:
     model, device = state.model, split.images.device
     model.train()
+    for block in state.frozen:  # a frozen block's BatchNorm keeps its running statistics too
+        block.eval()
     criterion = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
     order = torch.randperm(len(split), generator=state.generator, device=state.generator.device).to(device)
     batch_size, total, count = int(hp["batch_size"]), torch.zeros((), device=device), 0

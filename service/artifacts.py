@@ -35,3 +35,8 @@ def remove_study_artifacts(root: Path, study_id: int, created_at: datetime) -> N
         pass
     except OSError as exc:
         log.warning("could not remove the artifacts of a deleted study at %s: %s", folder, exc)
+
+
+def weights_file(study_dir: Path, trial_number: int) -> Path:
+    """Where a completed trial's final weights (a state_dict) are kept in its study's folder."""
+    return study_dir / f"trial-{int(trial_number)}.weights.pt"

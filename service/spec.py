@@ -1,94 +1,29 @@
-"""The study spec (what POST /studies takes) and the training config (what `hpo train` runs).
+"""The study spec: what POST /studies takes (the training config it builds is in service/config.py).
 
-Unknown fields are rejected everywhere; each error names its field. Dataset paths are
-checked against HPO_DATA_DIR so that no request can make a worker read outside it.
+Unknown fields are rejected everywhere; each error names its field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
-from objectives import DataPathError, Param, get_objective, resolve_under
-from service.settings import get_settings
-from service.space import Categorical, SpaceEntry, StrictModel, check_entry, check_value, contains
+from objectives import get_objective
+from service.config import (
+    DatasetSpec,
+    InitSpec,
+    ObjectiveName,
+    ScratchInit,
+    StudyName,
+    TrainingConfig,
+    check_init,
+    check_parameters,
+    require_known,
+)
+from service.space import Categorical, SpaceEntry, StrictModel, check_entry, contains
 
-NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # and not dots alone: see _not_dots_alone
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
-
-
-def _registered_objective(name: str) -> str:
-    """Raise ValueError (which pydantic reports as a 422) for an unregistered objective."""
-    try:
-        get_objective(name)
-    except KeyError as exc:
-        raise ValueError(str(exc.args[0])) from None
-    return name
-
-
-ObjectiveName = Annotated[str, AfterValidator(_registered_objective)]
-
-
-def _not_dots_alone(name: str) -> str:
-    """Refuse ``.``, ``..`` and the like: names appear in paths and URLs, where those mean something else."""
-    if not name.strip("."):
-        raise ValueError("a study name needs a letter, digit, '_' or '-' besides dots")
-    return name
-
-
-StudyName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_not_dots_alone)]
-
-
-def require_known(field: str, key: str, known: Collection[str], kind: str) -> None:
-    """Raise ValueError naming ``field.key`` when ``key`` is not one of ``known`` (listed in the message)."""
-    if key not in known:
-        raise ValueError(f"{field}.{key}: not {kind} ({', '.join(known)})")
-
-
-def check_parameters(
-    field: str, objective_name: str, values: Mapping[str, Any], check: Callable[[Param, Any], None]
-) -> None:
-    """Raise ValueError naming ``field.key`` for a key the objective lacks or a value ``check`` refuses."""
-    objective = get_objective(objective_name)
-    for key, value in values.items():
-        require_known(field, key, objective.params, f"a parameter of {objective_name!r}")
-        try:
-            check(objective.params[key], value)
-        except ValueError as exc:
-            raise ValueError(f"{field}.{key}: {exc}") from None
-
-
-class _Dataset(StrictModel):
-    kind: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
-    limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # carved from train; drives the search
-
-
-class ImageFolderDataset(_Dataset):
-    """``{"kind": "imagefolder", "path": P}``: ``train/`` and ``test/`` of class folders under HPO_DATA_DIR/P."""
-
-    kind: Literal["imagefolder"]
-    path: str  # relative to HPO_DATA_DIR; nothing outside it can be named
-
-    @model_validator(mode="after")
-    def _path_inside_data_dir(self) -> ImageFolderDataset:
-        try:
-            resolve_under(get_settings().data_dir, self.path)
-        except DataPathError as exc:
-            raise ValueError(str(exc)) from None
-        return self
-
-
-class Cifar10Dataset(_Dataset):
-    """``{"kind": "cifar10"}``: torchvision's CIFAR-10 files under HPO_DATA_DIR/cifar10."""
-
-    kind: Literal["cifar10"]
-    path: None = Field(default=None, exclude=True)  # specs stored before 2026-11-29 carry "path": null
-
-
-DatasetSpec = Annotated[ImageFolderDataset | Cifar10Dataset, Field(discriminator="kind")]
 
 
 class TPE(StrictModel):
@@ -152,19 +87,12 @@ class NoPruner(StrictModel):
 PrunerSpec = Annotated[Hyperband | SuccessiveHalving | Median | NoPruner, Field(discriminator="name")]
 
 
-class TrainingConfig(StrictModel):
-    """One complete training run: what `hpo train --config` reads and GET /best returns."""
+class EnqueueFrom(StrictModel):
+    """``{"study": NAME, "top": K}``: enqueue the K best configs of an earlier study (restricted to
+    this study's space; each takes a budget slot, like ``enqueue``)."""
 
-    objective: ObjectiveName = "cnn"
-    dataset: DatasetSpec
-    epochs: int = Field(default=10, ge=1, le=1000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _params_known(self) -> TrainingConfig:
-        check_parameters("params", self.objective, self.params, check_value)
-        return self
+    study: StudyName
+    top: int = Field(default=5, ge=1, le=1000)
 
 
 class StudySpec(StrictModel):
@@ -182,10 +110,13 @@ class StudySpec(StrictModel):
     sampler: SamplerSpec = Field(default_factory=lambda: TPE(name="tpe"))
     pruner: PrunerSpec = Field(default_factory=lambda: Hyperband(name="hyperband"))
     enqueue: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)  # warm-start configs
+    enqueue_from: EnqueueFrom | None = None  # warm start from an earlier study's best configs
+    init: InitSpec = Field(default_factory=lambda: ScratchInit(kind="scratch"))  # starting weights of every trial
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
         check_parameters("search_space", self.objective, self.search_space, check_entry)
+        check_init(self.init, self.objective)
         objective = get_objective(self.objective)
         defaults = {k: _ENTRY.validate_python(v) for k, v in objective.default_search_space().items()}
         self.search_space = {**defaults, **self.search_space}
@@ -222,4 +153,5 @@ class StudySpec(StrictModel):
             epochs=self.epochs,
             seed=self.seed,
             params={**self.fixed(), **params},
+            init=self.init,
         )

@@ -32,7 +32,9 @@ from service.budget import (
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.search_strategy import build_pruner, build_sampler
+from service.settings import get_settings
 from service.spec import StudySpec
+from service.spec_references import pin_references
 from service.study_tallies import StudyTallies
 from service.trial_pages import trials_page
 
@@ -60,8 +62,12 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     The row is committed first, as ``creating``, so that a duplicate name fails before Optuna
     is touched and nobody sees the study half-made; it turns running once Optuna's side exists.
     (Each side commits on its own: SQLite allows one writer at a time.) If this process dies or
-    the database goes away on the way, the API's sweep removes what was left.
+    the database goes away on the way, the API's sweep removes what was left. What the spec
+    names outside itself (its ``init``, ``enqueue_from``) is checked and pinned first
+    (service.spec_references; SpecError, nothing written).
     """
+    spec = pin_references(session, storage, spec, get_settings())
+    session.commit()  # the checks' reads end here: a failed insert below rolls back to a clean slate
     record = StudyRecord(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -219,12 +225,14 @@ def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str
         raise no_trial from None
     except (KeyError, IndexError):
         raise _gone_or(session, name) from None
-    spec = StudySpec.model_validate(record.spec)
+    config = best.user_attrs.get("config")
+    if config is None:  # trials run before configs were recorded
+        config = StudySpec.model_validate(record.spec).training_config(best.params).model_dump(mode="json")
     return {
         "trial_number": best.number,
         "value": best.value,
         "params": best.params,
-        "config": best.user_attrs.get("config") or spec.training_config(best.params).model_dump(mode="json"),
+        "config": config,
         "metrics": best.user_attrs.get("metrics", {}),
     }
 

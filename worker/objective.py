@@ -12,6 +12,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy import Engine
 
+from service.artifacts import weights_file
 from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
 from service.optuna_trials import trial_id
 from service.space import Categorical, FloatRange, IntRange
@@ -41,6 +42,13 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return run(*args, **kwargs)
 
 
+def init_weights_file(init: dict[str, Any], **kwargs: Any) -> Path | None:
+    """objectives.init.init_weights_file, imported at first use."""
+    from objectives.init import init_weights_file as find
+
+    return find(init, **kwargs)
+
+
 def find_resumable(path: Path) -> Resumable:
     """objectives.checkpoint.find_resumable, imported at first use."""
     from objectives.checkpoint import find_resumable as find
@@ -61,6 +69,7 @@ class TrialObjective:
     data_dir: Path
     cache_dir: Path
     checkpoint_dir: Path  # the study's artifact folder (service.artifacts.study_artifact_dir)
+    artifact_dir: Path  # HPO_ARTIFACT_DIR, where an init from an earlier study finds its weights
     allow_download: bool
     should_stop: Callable[[], bool]
     study_stopped: Callable[[], bool]
@@ -76,6 +85,7 @@ class TrialObjective:
         config = self.spec.training_config(params)
         root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.checkpoint_dir / f"trial-{trial.number if root is None else root}.pt"
+        weights = weights_file(self.checkpoint_dir, trial.number)
         resumable = find_resumable(checkpoint) if root is not None else None
         resume_epoch = resumable.epoch if resumable else None
         attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
@@ -96,6 +106,13 @@ class TrialObjective:
             params,
             extra=progress_extra("start", self.spec.name, trial.number, resume_epoch or 0, self.spec.epochs),
         )
+        init_weights = init_weights_file(  # InitError (the trial fails, saying why) if the weights are gone
+            config.init.model_dump(),
+            objective=config.objective,
+            data_dir=self.data_dir,
+            artifact_dir=self.artifact_dir,
+            allow_download=self.allow_download,
+        )
         data = self.load_fn(
             config.dataset.model_dump(),
             data_dir=self.data_dir,
@@ -110,6 +127,9 @@ class TrialObjective:
             seed=config.seed,
             device=self.device,
             report=self._reporter(trial),
+            objective=config.objective,
+            init_weights=init_weights,
+            weights_path=weights,
             checkpoint_path=checkpoint,
             resume_from=resumable.path if resumable else None,
             on_epoch=lambda e, loss, acc: log.info(
@@ -123,7 +143,10 @@ class TrialObjective:
             ),
         )
         # val/test accuracy, epochs, seconds, ...: committed together with the COMPLETE state
-        self.storage.set_user_attrs_on_finish(trial_id(trial), {"metrics": result.as_dict()})
+        finished: dict[str, Any] = {"metrics": result.as_dict()}
+        if weights.exists():  # the final weights (GET /studies/{name}/best/model), relative to HPO_ARTIFACT_DIR
+            finished["weights"] = weights.relative_to(self.artifact_dir).as_posix()
+        self.storage.set_user_attrs_on_finish(trial_id(trial), finished)
         log.info(
             "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
             trial.number,

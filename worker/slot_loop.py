@@ -117,6 +117,7 @@ class SlotLoop:
             data_dir=self.settings.data_dir,
             cache_dir=self.settings.cache_dir,
             checkpoint_dir=study_artifact_dir(self.settings.artifact_dir, claim.record.id, claim.record.created_at),
+            artifact_dir=self.settings.artifact_dir.resolve(),
             allow_download=self.settings.allow_download,
             should_stop=self.stop.is_set,
             study_stopped=self._stopped_checker(claim.record.name),

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
+from service.errors import SpecError, StudyConflictError, StudyExistsError, StudyNotFoundError
 
 RETRY_AFTER_SECONDS = 5
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -29,6 +29,7 @@ def add_error_handlers(app: FastAPI) -> None:
     for domain_error, code in ((StudyNotFoundError, 404), (StudyExistsError, 409), (StudyConflictError, 409)):
         app.add_exception_handler(domain_error, _with_detail(code))
     app.add_exception_handler(RequestValidationError, _invalid_input)
+    app.add_exception_handler(SpecError, _invalid_reference)
     for outage in (*DATABASE_UNAVAILABLE, optuna.exceptions.StorageInternalError):
         app.add_exception_handler(outage, _database_unavailable)
 
@@ -45,6 +46,13 @@ async def _invalid_input(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _json_safe(jsonable_encoder(exc.errors()))
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _invalid_reference(_request: Request, exc: Exception) -> JSONResponse:
+    """A spec naming a study or a file that cannot serve it: a 422 shaped like pydantic's."""
+    assert isinstance(exc, SpecError)
+    error = {"type": "value_error", "loc": ["body", *exc.field.split(".")], "msg": exc.message}
+    return JSONResponse({"detail": [error]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _json_safe(value: Any) -> Any:

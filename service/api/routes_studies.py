@@ -1,4 +1,4 @@
-"""Routes under /studies. Each one calls a data function in service.studies.
+"""Routes under /studies. Each one calls a data function in service.studies (or service.best_model).
 
 Plain ``def`` routes: FastAPI runs them in its thread pool, so blocking database calls are fine.
 """
@@ -9,11 +9,13 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi.responses import FileResponse
 from pydantic import TypeAdapter
 
 from service import studies
 from service.api.deps import SessionDep, StorageDep, TalliesDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
+from service.best_model import best_model_file
 from service.settings import get_settings
 from service.spec import StudySpec
 
@@ -73,6 +75,23 @@ def list_trials(
 def best(name: str, session: SessionDep, storage: StorageDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
     return BestOut(**studies.best_trial(session=session, storage=storage, name=name))
+
+
+@router.get(
+    "/{name}/best/model",
+    response_class=FileResponse,
+    responses={
+        **answers(404),
+        200: {"content": {"application/octet-stream": {}}, "description": "the best trial's state_dict"},
+    },
+)
+def best_model(name: str, session: SessionDep, storage: StorageDep) -> FileResponse:
+    """The best trial's final weights: a state_dict for ``torch.load(..., weights_only=True)``
+    (404 until a completed trial has them)."""
+    path, number = best_model_file(
+        session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir.resolve()
+    )
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-trial-{number}.pt")
 
 
 def _status_route(action: str) -> Callable[[str, SessionDep], StudyOut]:

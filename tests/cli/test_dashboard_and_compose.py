@@ -158,7 +158,8 @@ def test_dockerfile_installs_the_package():
 def test_every_example_spec_and_config_validates():
     import json
 
-    from service.spec import StudySpec, TrainingConfig
+    from service.config import TrainingConfig
+    from service.spec import StudySpec
 
     examples = REPO / "examples"
     specs = [p for p in examples.iterdir() if p.suffix in (".yaml", ".json") and p.name != "train-cnn.json"]

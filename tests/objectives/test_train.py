@@ -88,7 +88,7 @@ def test_checkpoint_is_written_every_epoch(tiny_data, tmp_path):
 
 
 def test_unknown_parameter_is_rejected(tiny_data):
-    with pytest.raises(ValueError, match="unknown training parameters: dropout"):
+    with pytest.raises(ValueError, match=r"unknown training parameters of .cnn.: dropout"):
         train(tiny_data, params={"dropout": 0.5}, epochs=1)
 
 

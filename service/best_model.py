@@ -1,0 +1,37 @@
+"""The best trial's final weights: the model a study found, as a state_dict file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optuna.storages import BaseStorage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.artifacts import study_artifact_dir, weights_file
+from service.errors import StudyConflictError, StudyNotFoundError
+from service.models import StudyRecord
+from service.studies import best_trial
+
+
+class NoModelError(StudyNotFoundError):
+    """The study has no best trial with weights (yet, or any more): 404."""
+
+
+def best_model_file(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> tuple[Path, int]:
+    """The best trial's weights file and its trial number; NoModelError when there is none.
+
+    The file is found from the study's own folder and the trial's number, never from a path
+    stored in the database, so no request can make the API read outside HPO_ARTIFACT_DIR.
+    """
+    try:
+        number = int(best_trial(session=session, storage=storage, name=name)["trial_number"])
+    except StudyConflictError as exc:
+        raise NoModelError(str(exc)) from None
+    record = session.scalars(select(StudyRecord).where(StudyRecord.name == name)).first()
+    if record is None:
+        raise StudyNotFoundError(f"no study named {name!r}")
+    path = weights_file(study_artifact_dir(artifact_root, record.id, record.created_at), number)
+    if not path.is_file():
+        raise NoModelError(f"the weights of study {name!r}'s best trial ({number}) are not on this server")
+    return path, number

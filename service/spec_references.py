@@ -1,0 +1,103 @@
+"""What a spec names outside itself, checked and pinned when the study is created: the weights
+it starts from (``init``) and the earlier study it warm-starts from (``enqueue_from``).
+
+Run before anything is written; each problem is a SpecError naming the field (a 422). The
+stored spec records what was found (the earlier study's best trial and its weights file, the
+configs enqueued), so every trial, and `hpo train` later, uses the same.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from objectives.init import InitError, init_weights_file
+from service.artifacts import study_artifact_dir, weights_file
+from service.config import FileInit, StudyInit, TorchvisionInit
+from service.errors import SpecError
+from service.models import StudyRecord, StudyStatus
+from service.settings import Settings
+from service.space import contains
+from service.spec import StudySpec
+
+
+def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, settings: Settings) -> StudySpec:
+    """``spec`` with its ``init`` and ``enqueue_from`` checked and resolved; SpecError if one cannot be."""
+    updates: dict = {}
+    if isinstance(spec.init, StudyInit):
+        updates["init"] = _pin_study_init(session, storage, spec, settings)
+    elif isinstance(spec.init, FileInit | TorchvisionInit):
+        _require_weights_file(spec, settings)
+    if spec.enqueue_from is not None:
+        updates["enqueue"] = _with_configs_from(session, storage, spec)
+    if not updates:
+        return spec
+    return StudySpec.model_validate({**spec.model_dump(mode="json"), **_as_json(updates)})
+
+
+def _as_json(updates: dict) -> dict:
+    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in updates.items()}
+
+
+def _require_weights_file(spec: StudySpec, settings: Settings) -> None:
+    try:
+        init_weights_file(
+            spec.init.model_dump(),
+            objective=spec.objective,
+            data_dir=settings.data_dir,
+            artifact_dir=settings.artifact_dir,
+            allow_download=False,  # the API never downloads; with HPO_ALLOW_DOWNLOAD a worker does
+        )
+    except InitError as exc:
+        if isinstance(spec.init, TorchvisionInit) and settings.allow_download:
+            return
+        raise SpecError("init", str(exc).removeprefix("init: ").removeprefix("init.weights: ")) from None
+
+
+def _earlier_study(session: Session, field: str, name: str, objective: str) -> StudyRecord:
+    record = session.scalars(select(StudyRecord).where(StudyRecord.name == name)).first()
+    if record is None or record.status in (StudyStatus.CREATING, StudyStatus.DELETING):
+        raise SpecError(field, f"no study named {name!r}")
+    if record.spec.get("objective", "cnn") != objective:
+        raise SpecError(field, f"study {name!r} trained {record.spec.get('objective')!r}, not {objective!r}")
+    return record
+
+
+def _completed(storage: BaseStorage, field: str, name: str) -> list[FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        raise SpecError(field, f"study {name!r} has no completed trial yet")
+    return sorted(done, key=lambda t: (-(t.value or 0.0), t.number))
+
+
+def _pin_study_init(session: Session, storage: BaseStorage, spec: StudySpec, settings: Settings) -> StudyInit:
+    assert isinstance(spec.init, StudyInit)
+    name = spec.init.study
+    record = _earlier_study(session, "init.study", name, spec.objective)
+    best = _completed(storage, "init.study", name)[0]
+    root = settings.artifact_dir.resolve()
+    weights = weights_file(study_artifact_dir(root, record.id, record.created_at), best.number)
+    if not weights.is_file():
+        raise SpecError("init.study", f"the weights of study {name!r}'s best trial ({best.number}) are gone")
+    return StudyInit(kind="study", study=name, trial=best.number, weights=weights.relative_to(root).as_posix())
+
+
+def _with_configs_from(session: Session, storage: BaseStorage, spec: StudySpec) -> list[dict]:
+    """``spec.enqueue`` followed by the earlier study's top configs, each restricted to this
+    study's searched parameters (a value outside this space is left for the sampler)."""
+    assert spec.enqueue_from is not None
+    name, top = spec.enqueue_from.study, spec.enqueue_from.top
+    _earlier_study(session, "enqueue_from.study", name, spec.objective)
+    searched = spec.searched()
+    configs = list(spec.enqueue)
+    for trial in _completed(storage, "enqueue_from.study", name)[:top]:
+        config = {k: v for k, v in trial.params.items() if k in searched and contains(searched[k], v)}
+        if config and config not in configs:
+            configs.append(config)
+    if len(configs) > spec.max_trials:
+        raise SpecError("enqueue_from.top", f"{len(configs)} configs to enqueue but max_trials is {spec.max_trials}")
+    return configs
