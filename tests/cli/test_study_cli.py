@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import make_spec
@@ -59,6 +60,17 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
     assert all(t["error"] is None for t in page["trials"])
     listed_trials = hpo(live_api, "study", "trials", "cli-study")
     assert "trials 1-2 of 2" in listed_trials.stdout and "complete" in listed_trials.stdout
+
+    # the best model, downloaded; and `hpo train` of its config writes the same weights
+    downloaded, retrained = tmp_path / "model.pt", tmp_path / "retrained.pt"
+    saved = hpo(live_api, "study", "best", "cli-study", "--download", str(downloaded))
+    assert saved.returncode == 0 and f"weights saved to {downloaded}" in saved.stdout.replace("\n", ""), saved.stderr
+    threads = str(answer["metrics"]["threads"])
+    again = hpo(live_api, "train", "--config", str(best_file), "--threads", threads, "--save", str(retrained), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["test_accuracy"] == answer["metrics"]["test_accuracy"]
+    first, second = (torch.load(f, weights_only=True) for f in (downloaded, retrained))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_invalid_spec_is_a_clear_error_without_traceback(live_api, tmp_path):
