@@ -58,8 +58,8 @@ class Architecture:
     """How to build an objective's model, and its parts as fine-tuning sees them.
 
     ``blocks(model)``: the leading blocks ``freeze`` counts, input side first (objectives.registry
-    gives their number); ``head``: the classifier's state_dict prefix, re-initialised when the
-    class count differs from the starting weights', and trained at the full learning rate.
+    gives their number); ``head``: the classifier's state_dict prefix, never taken from starting
+    weights (it belongs to their task) and trained at the full learning rate.
     """
 
     build: Callable[[dict[str, Any], int], nn.Module]  # (params, number of classes) -> model

@@ -9,11 +9,14 @@ class DataPathError(ValueError):
     """A dataset path names something outside the data root, or is malformed."""
 
 
-def resolve_under(root: str | Path, relative: str, what: str = "dataset path") -> Path:
+def resolve_under(
+    root: str | Path, relative: str, what: str = "dataset path", within: str = "the data directory"
+) -> Path:
     """Return ``root/relative`` resolved, refusing anything that escapes ``root``.
 
     Absolute paths, ``..`` components and symlinks that lead outside the root are
-    rejected with :class:`DataPathError`, whose message calls the path ``what``. The path need not exist.
+    rejected with :class:`DataPathError`, whose message calls the path ``what`` and the root
+    ``within``. The path need not exist.
     """
     if not relative or relative.strip() != relative:
         raise DataPathError(f"{what} must be a non-empty relative path without surrounding spaces")
@@ -21,11 +24,11 @@ def resolve_under(root: str | Path, relative: str, what: str = "dataset path") -
         raise DataPathError(f"{what} {relative!r} contains a backslash or NUL byte")
     pure = PurePosixPath(relative)
     if pure.is_absolute():
-        raise DataPathError(f"{what} {relative!r} must be relative to the data directory")
+        raise DataPathError(f"{what} {relative!r} must be relative to {within}")
     if ".." in pure.parts:
         raise DataPathError(f"{what} {relative!r} must not contain '..'")
     base = Path(root).resolve()
     target = (base / pure).resolve()
     if not target.is_relative_to(base):
-        raise DataPathError(f"{what} {relative!r} leads outside the data directory (via a symlink)")
+        raise DataPathError(f"{what} {relative!r} leads outside {within} (via a symlink)")
     return target

@@ -10,6 +10,7 @@ not here: a stored spec must stay readable after a file it names has gone.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -41,6 +42,14 @@ def _not_dots_alone(name: str) -> str:
 
 
 StudyName = Annotated[str, Field(pattern=NAME_PATTERN), AfterValidator(_not_dots_alone)]
+
+
+def inside(root: Path, relative: str, what: str, within: str) -> Path:
+    """``root/relative``; ValueError (a 422) naming ``what`` if it is malformed or leads outside ``root``."""
+    try:
+        return resolve_under(root, relative, what=what, within=within)
+    except DataPathError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def require_known(field: str, key: str, known: Collection[str], kind: str) -> None:
@@ -78,10 +87,7 @@ class ImageFolderDataset(_Dataset):
 
     @model_validator(mode="after")
     def _path_inside_data_dir(self) -> ImageFolderDataset:
-        try:
-            root = resolve_under(get_settings().data_dir, self.path)
-        except DataPathError as exc:
-            raise ValueError(str(exc)) from None
+        root = inside(get_settings().data_dir, self.path, "dataset path", "the data directory")
         if self.classes and (root / "train").is_dir():
             present = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
             _check_classes(self.classes, present)
@@ -132,10 +138,7 @@ class FileInit(StrictModel):
 
     @model_validator(mode="after")
     def _path_inside_data_dir(self) -> FileInit:
-        try:
-            resolve_under(get_settings().data_dir, self.path, what="init.path")
-        except DataPathError as exc:
-            raise ValueError(str(exc)) from None
+        inside(get_settings().data_dir, self.path, "init.path", "HPO_DATA_DIR")
         return self
 
 
@@ -154,10 +157,7 @@ class StudyInit(StrictModel):
     @model_validator(mode="after")
     def _weights_inside_artifact_dir(self) -> StudyInit:
         if self.weights is not None:
-            try:
-                resolve_under(get_settings().artifact_dir, self.weights, what="init.weights")
-            except DataPathError as exc:
-                raise ValueError(str(exc)) from None
+            inside(get_settings().artifact_dir, self.weights, "init.weights", "HPO_ARTIFACT_DIR")
         return self
 
 

@@ -162,8 +162,8 @@ def test_every_example_spec_and_config_validates():
     from service.spec import StudySpec
 
     examples = REPO / "examples"
-    specs = [p for p in examples.iterdir() if p.suffix in (".yaml", ".json") and p.name != "train-cnn.json"]
-    assert len(specs) >= 3
+    specs = [p for p in examples.rglob("*") if p.suffix in (".yaml", ".json") and p.name != "train-cnn.json"]
+    assert len(specs) >= 6 and (examples / "transfer" / "finetune.yaml") in specs
     for path in specs:
         StudySpec.model_validate(yaml.safe_load(path.read_text()))
     TrainingConfig.model_validate(json.loads((examples / "train-cnn.json").read_text()))

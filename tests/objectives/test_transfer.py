@@ -129,3 +129,14 @@ def test_resnet18_trains_with_its_small_stem_and_a_frozen_stem():
     data = _data(SECOND, per_class=20)
     result = train(data, params={"batch_size": 32, "freeze": 1, "eval_flip": False}, epochs=1, objective="resnet18")
     assert result.epochs == 1 and 0.0 <= result.test_accuracy <= 1.0
+
+
+def test_the_classifier_head_starts_afresh_even_with_as_many_classes(tmp_path):
+    source = build_model("cnn", {}, num_classes=3)
+    torch.save(source.state_dict(), tmp_path / "source.pt")
+    torch.manual_seed(123)
+    target = build_model("cnn", {}, num_classes=3)
+    fresh_head = target.state_dict()["18.weight"].clone()
+    assert load_initial_weights(target, tmp_path / "source.pt", head="18.") == ["18.weight", "18.bias"]
+    assert torch.equal(target.state_dict()["18.weight"], fresh_head)
+    assert torch.equal(target.state_dict()["0.weight"], source.state_dict()["0.weight"])
