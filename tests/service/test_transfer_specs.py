@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from tests.conftest import make_spec
 
@@ -65,3 +67,30 @@ def test_the_best_model_is_404_until_a_trial_completed(api):
     assert api.post("/studies", json=make_spec("s")).status_code == 201
     answer = api.get("/studies/s/best/model")
     assert answer.status_code == 404 and "no completed trial" in answer.text
+
+
+def test_enqueue_from_takes_an_earlier_study_s_best_configs_restricted_to_this_space(api, db):
+    assert api.post("/studies", json=make_spec("pre")).status_code == 201
+    earlier = optuna.load_study(study_name="pre", storage=db.storage)
+    space = {
+        "lr": FloatDistribution(1e-4, 0.1, log=True),
+        "batch_size": CategoricalDistribution([32, 64, 128, 256]),
+        "aug_strength": FloatDistribution(0.0, 1.0),
+    }
+    for lr, batch, value in [(0.01, 32, 0.5), (0.02, 256, 0.7), (0.001, 64, 0.6)]:
+        params = {"lr": lr, "batch_size": batch, "aug_strength": 0.5}
+        earlier.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+
+    space_here = {**make_spec()["search_space"], "batch_size": {"type": "categorical", "choices": [32, 64]}}
+    spec = make_spec("t", search_space=space_here, enqueue_from={"study": "pre", "top": 2}, max_trials=3)
+    created = api.post("/studies", json=spec)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["enqueue"] == [
+        {"lr": 0.02, "aug_strength": 0.5},  # the best; its batch size of 256 lies outside this space
+        {"lr": 0.001, "batch_size": 64, "aug_strength": 0.5},
+    ]
+    assert created.json()["counts"]["waiting"] == 2
+
+    too_many = make_spec("u", enqueue_from={"study": "pre", "top": 3}, max_trials=2)
+    answer = api.post("/studies", json=too_many)
+    assert answer.status_code == 422 and "max_trials is 2" in answer.text
