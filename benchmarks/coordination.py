@@ -32,7 +32,7 @@ from benchmarks.common import save, table
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 
 
-def _zero_train(data: Any, *, report: Any, **_: Any) -> Any:
+def _zero_train(data: Any, config: Any, *, report: Any, **_: Any) -> Any:
     from objectives.train import TrainResult
 
     for epoch in (1, 2, 3):

@@ -163,6 +163,7 @@ def result_quality(check: Check) -> dict[str, Any]:
     """One good config trained on the full training set; validation and held-out test accuracy."""
     import torch
 
+    from objectives.config import TrainingConfig
     from objectives.data import load_dataset
     from objectives.train import train
 
@@ -173,5 +174,6 @@ def result_quality(check: Check) -> dict[str, Any]:
     data = load_dataset(spec, data_dir=data_dir(), device=device)
     load_seconds = time.perf_counter() - tick
     params = {**GOOD_CONFIG, "width": sizes.quality_width}
-    result = train(data, params=params, epochs=sizes.quality_epochs, seed=0, device=device)
+    config = TrainingConfig.model_validate({"dataset": spec, "params": params, "epochs": sizes.quality_epochs})
+    result = train(data, config, device=device)
     return {"dataset": spec, "load_seconds": load_seconds, "params": params, **result.as_dict()}

@@ -41,7 +41,7 @@ class ZeroTrain:
     def __init__(self, trial_seconds: float) -> None:
         self.epoch_seconds = trial_seconds / 3
 
-    def __call__(self, _data: Any, *, report: Any, **_: Any) -> ZeroResult:
+    def __call__(self, _data: Any, _config: Any, *, report: Any, **_: Any) -> ZeroResult:
         for epoch in (1, 2, 3):
             time.sleep(self.epoch_seconds)
             report(epoch, 0.1 * epoch)

@@ -36,6 +36,7 @@ import torch
 
 from benchmarks.common import data_dir, save, table
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
+from objectives.config import TrainingConfig
 from objectives.data import load_dataset
 from objectives.train import train
 
@@ -75,16 +76,18 @@ def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> d
     """
     torch.set_num_threads(slot_threads())
     data = load_dataset(dataset, data_dir=data_dir(), device="cpu")
-    started, best, best_config = time.perf_counter(), 0.0, {}
+    started, best, best_config, best_run = time.perf_counter(), 0.0, {}, None
     configs = list(itertools.product(*GRID.values()))
     for lr, batch, aug in configs:
         params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
-        result = train(data, params=params, epochs=epochs, seed=seed, device="cpu")
+        config = TrainingConfig.model_validate({"dataset": dataset, "params": params, "epochs": epochs, "seed": seed})
+        result = train(data, config, device="cpu")
         if result.val_accuracy > best:
-            best, best_config = result.val_accuracy, params
+            best, best_config, best_run = result.val_accuracy, params, config
     seconds = time.perf_counter() - started
+    assert best_run is not None
     retrained = [
-        train(data, params=best_config, epochs=epochs, seed=s, device="cpu").val_accuracy for s in retrain_seeds(seed)
+        train(data, best_run.model_copy(update={"seed": s}), device="cpu").val_accuracy for s in retrain_seeds(seed)
     ]
     return {
         "best_val": best,

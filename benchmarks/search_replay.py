@@ -41,6 +41,7 @@ import torch
 
 from benchmarks.common import RESULTS, data_dir, save, table
 from benchmarks.search_efficiency import run_grid, setting
+from objectives.config import TrainingConfig
 from objectives.data import load_dataset
 from objectives.train import train
 from service.search_strategy import build_pruner, build_sampler, trial_seed
@@ -94,12 +95,14 @@ def record(quick: bool, seed: int) -> dict[str, Any]:
 
 
 _DATA: Any = None
+_DATASET: dict[str, Any] = {}
 
 
 def _load(dataset: dict[str, Any]) -> None:
     global _DATA
     torch.set_num_threads(1)
     _DATA = load_dataset(dataset, data_dir=data_dir(), device="cpu")
+    _DATASET.update(dataset)
 
 
 def _curve(config: tuple[float, int, float], width: float, epochs: int, seed: int) -> dict[str, Any]:
@@ -107,7 +110,8 @@ def _curve(config: tuple[float, int, float], width: float, epochs: int, seed: in
     curve: list[float] = []
     started = time.perf_counter()
     params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
-    train(_DATA, params=params, epochs=epochs, seed=seed, device="cpu", report=lambda _e, v: curve.append(v))
+    run = TrainingConfig.model_validate({"dataset": _DATASET, "params": params, "epochs": epochs, "seed": seed})
+    train(_DATA, run, device="cpu", report=lambda _e, v: curve.append(v))
     seconds = time.perf_counter() - started
     return {"lr": lr, "batch_size": batch, "aug_strength": aug, "curve": curve, "seconds": round(seconds, 3)}
 

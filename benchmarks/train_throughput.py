@@ -30,11 +30,13 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from benchmarks.common import data_dir, save, table
+from objectives.config import TrainingConfig
 from objectives.data import Dataset, load_dataset
 from objectives.model import build_cnn
 from objectives.train import train
 
 BATCH = 128
+DATASET = {"kind": "imagefolder", "path": "cifar10-sample"}  # with a limit (below)
 
 
 class SeedDataset(torch.utils.data.Dataset):
@@ -93,13 +95,9 @@ def seed_loop(data: Dataset, width: float, epochs: int, workers: int, device: to
 
 def objectives_loop(data: Dataset, width: float, epochs: int, device: torch.device) -> float:
     """Images/s of objectives.train (evaluation time excluded, as in the seed loop)."""
-    result = train(
-        data,
-        params={"width": width, "batch_size": BATCH, "aug_strength": 0.5, "lr": 0.002},
-        epochs=epochs,
-        seed=0,
-        device=device,
-    )
+    params = {"width": width, "batch_size": BATCH, "aug_strength": 0.5, "lr": 0.002}
+    config = TrainingConfig.model_validate({"dataset": DATASET, "params": params, "epochs": epochs})
+    result = train(data, config, device=device)
     return result.images_per_second
 
 
@@ -134,7 +132,7 @@ def main() -> None:
     if device.type == "cuda":
         limit, epochs = 10000, 3
     data = load_dataset(
-        {"kind": "imagefolder", "path": "cifar10-sample", "limit": limit, "val_fraction": 0.1},
+        {**DATASET, "limit": limit, "val_fraction": 0.1},
         data_dir=data_dir(),
         device=device,
     )

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
-from service.config import ImageFolderDataset, TrainingConfig
+from objectives.config import ImageFolderDataset, TrainingConfig
 from service.settings import get_settings
 
 
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     from objectives.data import DatasetError, load_dataset
     from objectives.init import InitError, init_weights_file
+    from objectives.paths import DataPathError
     from objectives.train import pick_device, train
 
     settings = get_settings()
@@ -92,13 +93,13 @@ def run(args: argparse.Namespace) -> int:
             allow_download=settings.allow_download,
         )
         init_weights = init_weights_file(
-            config.init.model_dump(),
+            config.init,
             objective=config.objective,
             data_dir=settings.data_dir,
             artifact_dir=settings.artifact_dir,
             allow_download=settings.allow_download,
         )
-    except (DatasetError, InitError, OSError) as exc:
+    except (DatasetError, InitError, DataPathError, OSError) as exc:
         raise CliError(str(exc)) from None
     print(
         f"hpo train: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
@@ -109,17 +110,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(epoch: int, loss: float, val_accuracy: float) -> None:
         print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
 
-    result = train(
-        data,
-        params=config.params,
-        epochs=config.epochs,
-        seed=config.seed,
-        device=device,
-        on_epoch=progress,
-        objective=config.objective,
-        init_weights=init_weights,
-        weights_path=args.save,
-    )
+    result = train(data, config, device=device, on_epoch=progress, init_weights=init_weights, weights_path=args.save)
     output = {**result.as_dict(), "config": config.model_dump(mode="json")}
     if args.save:
         output["model"] = str(args.save)

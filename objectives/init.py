@@ -1,18 +1,21 @@
 """Where a run's starting weights come from (the ``init`` of a config), and loading them.
 
-Adding an init kind: a branch in ``init_weights_file`` (where its file is), and its config
-model in service/config.py. Importing this module loads no torch: the service uses
-``hub_dir`` and ``init_weights_file`` to check a spec before any worker runs it.
+Adding an init kind: its model below (and in ``InitSpec``), and a branch in
+``init_weights_file`` (where its file is). Importing this module loads no torch: the service
+uses ``init_weights_file`` to check a spec before any worker runs it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from objectives.paths import DataPathError, resolve_under
+from pydantic import Field, model_validator
+
+from objectives.paths import DataPathError, check_relative, resolve_under
 from objectives.registry import get_objective
+from objectives.strict import StrictModel, StudyName
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,6 +23,73 @@ if TYPE_CHECKING:
 
 class InitError(ValueError):
     """The starting weights cannot be found or do not fit the model; the message names the field."""
+
+
+class ScratchInit(StrictModel):
+    """``{"kind": "scratch"}``: random initial weights (the default)."""
+
+    kind: Literal["scratch"]
+
+
+class FileInit(StrictModel):
+    """``{"kind": "file", "path": P}``: a state_dict file under HPO_DATA_DIR."""
+
+    kind: Literal["file"]
+    path: str
+
+    @model_validator(mode="after")
+    def _relative(self) -> FileInit:
+        _check_relative(self.path, "init.path", "HPO_DATA_DIR")
+        return self
+
+
+class StudyInit(StrictModel):
+    """``{"kind": "study", "study": NAME}``: the final weights of an earlier study's best trial.
+
+    ``trial`` and ``weights`` (the file, relative to HPO_ARTIFACT_DIR) are filled in when the
+    study is created, so that every trial, and `hpo train` later, starts from the same weights.
+    """
+
+    kind: Literal["study"]
+    study: StudyName
+    trial: int | None = Field(default=None, ge=0)
+    weights: str | None = None
+
+    @model_validator(mode="after")
+    def _relative(self) -> StudyInit:
+        if self.weights is not None:
+            _check_relative(self.weights, "init.weights", "HPO_ARTIFACT_DIR")
+        return self
+
+
+class TorchvisionInit(StrictModel):
+    """``{"kind": "torchvision", "weights": "ResNet18_Weights.IMAGENET1K_V1"}``: torchvision's
+    published weights, from torch's hub cache (downloaded only when HPO_ALLOW_DOWNLOAD is true)."""
+
+    kind: Literal["torchvision"]
+    weights: str
+
+
+Init = ScratchInit | FileInit | StudyInit | TorchvisionInit
+InitSpec = Annotated[Init, Field(discriminator="kind")]
+
+
+def _check_relative(relative: str, what: str, within: str) -> None:
+    try:
+        check_relative(relative, what, within)
+    except DataPathError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def check_init(init: Init, objective_name: str) -> None:
+    """Raise ValueError naming the field when ``init`` cannot serve ``objective_name``."""
+    if isinstance(init, TorchvisionInit):
+        known = get_objective(objective_name).torchvision_weights
+        if init.weights not in known:
+            raise ValueError(
+                f"init.weights: {init.weights!r} is not torchvision weights for {objective_name!r}"
+                f" (known: {', '.join(known) or 'none'})"
+            )
 
 
 def hub_dir() -> Path:
@@ -32,23 +102,20 @@ def hub_dir() -> Path:
 
 
 def init_weights_file(
-    init: dict[str, Any], *, objective: str, data_dir: str | Path, artifact_dir: str | Path, allow_download: bool
+    init: Init, *, objective: str, data_dir: str | Path, artifact_dir: str | Path, allow_download: bool
 ) -> Path | None:
     """The state_dict file ``init`` names (None: from scratch); InitError if it cannot be had."""
-    kind = init.get("kind", "scratch")
     try:
-        if kind == "scratch":
+        if isinstance(init, ScratchInit):
             return None
-        if kind == "file":
-            path = resolve_under(data_dir, init["path"], what="init.path", within="HPO_DATA_DIR")
-        elif kind == "study":
-            if not init.get("weights"):
-                raise InitError(f"init: study {init.get('study')!r} was not resolved to a weights file")
-            path = resolve_under(artifact_dir, init["weights"], what="init.weights", within="HPO_ARTIFACT_DIR")
-        elif kind == "torchvision":
-            path = _torchvision_file(objective, init["weights"], allow_download)
+        if isinstance(init, FileInit):
+            path = resolve_under(data_dir, init.path, what="init.path", within="HPO_DATA_DIR")
+        elif isinstance(init, StudyInit):
+            if init.weights is None:
+                raise InitError(f"init: study {init.study!r} was not resolved to a weights file")
+            path = resolve_under(artifact_dir, init.weights, what="init.weights", within="HPO_ARTIFACT_DIR")
         else:
-            raise InitError(f"init.kind: unknown kind {kind!r} (known: scratch, file, study, torchvision)")
+            path = _torchvision_file(objective, init.weights, allow_download)
     except DataPathError as exc:
         raise InitError(str(exc)) from None
     if not path.is_file():
@@ -69,11 +136,10 @@ def _torchvision_file(objective: str, name: str, allow_download: bool) -> Path:
     return path
 
 
-def _where_from(init: dict[str, Any]) -> str:
-    kind = init.get("kind")
-    if kind == "study":
-        return f"the final weights of trial {init.get('trial')} of study {init.get('study')!r}; was it deleted?"
-    if kind == "torchvision":
+def _where_from(init: Init) -> str:
+    if isinstance(init, StudyInit):
+        return f"the final weights of trial {init.trial} of study {init.study!r}; was it deleted?"
+    if isinstance(init, TorchvisionInit):
         return "torch's hub cache; put the file there, or set HPO_ALLOW_DOWNLOAD=true on a machine with internet access"
     return "under HPO_DATA_DIR"
 

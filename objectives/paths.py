@@ -18,6 +18,17 @@ def resolve_under(
     rejected with :class:`DataPathError`, whose message calls the path ``what`` and the root
     ``within``. The path need not exist.
     """
+    pure = check_relative(relative, what, within)
+    base = Path(root).resolve()
+    target = (base / pure).resolve()
+    if not target.is_relative_to(base):
+        raise DataPathError(f"{what} {relative!r} leads outside {within} (via a symlink)")
+    return target
+
+
+def check_relative(relative: str, what: str = "dataset path", within: str = "the data directory") -> PurePosixPath:
+    """``relative`` as a path if it can only name something under a root (DataPathError if not):
+    no absolute path, no ``..``, no backslash or NUL. Symlinks need the root: ``resolve_under``."""
     if not relative or relative.strip() != relative:
         raise DataPathError(f"{what} must be a non-empty relative path without surrounding spaces")
     if "\\" in relative or "\x00" in relative:
@@ -27,8 +38,4 @@ def resolve_under(
         raise DataPathError(f"{what} {relative!r} must be relative to {within}")
     if ".." in pure.parts:
         raise DataPathError(f"{what} {relative!r} must not contain '..'")
-    base = Path(root).resolve()
-    target = (base / pure).resolve()
-    if not target.is_relative_to(base):
-        raise DataPathError(f"{what} {relative!r} leads outside {within} (via a symlink)")
-    return target
+    return pure

@@ -7,6 +7,7 @@ this registry; the worker maps Optuna suggestions onto it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -147,6 +148,24 @@ OBJECTIVES: dict[str, Objective] = {
         torchvision_weights={"ResNet18_Weights.IMAGENET1K_V1": "resnet18-f37072fd.pth"},
     ),
 }
+
+
+def check_value(param: Param, value: Any) -> None:
+    """Raise ValueError naming the problem if ``value`` is not a legal value of ``param``."""
+    if param.type == "categorical":
+        if param.choices is not None and not any(value == c and type(value) is type(c) for c in param.choices):
+            raise ValueError(f"{param.name} must be one of {list(param.choices)}, got {value!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{param.name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{param.name} must be a finite number, got {value!r}")
+    if param.type == "int" and value != int(value):
+        raise ValueError(f"{param.name} must be an integer, got {value!r}")
+    too_low = param.low is not None and (value <= param.low if param.positive else value < param.low)
+    if too_low or (param.high is not None and value > param.high):
+        opening = "(" if param.positive else "["
+        raise ValueError(f"{param.name} must lie in {opening}{param.low}, {param.high}], got {value!r}")
 
 
 def get_objective(name: str) -> Objective:

@@ -1,7 +1,8 @@
-"""The training loop: ``train(...)`` runs one config and returns its metrics.
+"""The training loop: ``train(data, config)`` runs one training config and returns its metrics.
 
-Hyperparameters arrive as a plain dict (see ``DEFAULT_PARAMS`` for names, units and
-defaults). Every epoch the loop measures validation accuracy, saves a checkpoint if asked to,
+The config (objectives.config.TrainingConfig) names the objective, its parameters (the
+registry, objectives.registry, gives their meaning, range and default), epochs and seed.
+Every epoch the loop measures validation accuracy, saves a checkpoint if asked to,
 and calls ``report(epoch, val_accuracy)``, which may raise to stop the run (pruning, or a
 worker handing its trial back). A run resumed from the checkpoint of epoch k ends exactly
 as the uninterrupted run would (bit-identical on CPU with a fixed seed).
@@ -21,19 +22,13 @@ from torch import nn
 
 from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from objectives.config import TrainingConfig
 from objectives.data import Dataset, Split
 from objectives.files import save_atomically
 from objectives.init import load_initial_weights
 from objectives.model import ARCHITECTURES, build_model
-from objectives.registry import get_objective
 
-DEFAULT_PARAMS: dict[str, Any] = get_objective("cnn").default_params()  # the default objective's
 MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
-# lr: peak learning rate (1/step); batch_size: images; aug_strength: [0, 1];
-# width: channel multiplier; optimizer: "adam" | "sgd"; momentum: SGD momentum or Adam beta1;
-# weight_decay: L2 coefficient; label_smoothing: probability mass spread over other classes;
-# eval_flip: validation and test predictions average each image's and its mirror image's;
-# freeze: leading blocks kept frozen; backbone_lr_scale: all but the head train at lr x this.
 EVAL_BATCH = 1024  # images per forward pass when evaluating
 
 ReportFn = Callable[[int, float], None]
@@ -64,32 +59,26 @@ def pick_device() -> torch.device:
 
 def train(
     data: Dataset,
+    config: TrainingConfig,
     *,
-    params: dict[str, Any],
-    epochs: int,
-    seed: int = 0,
     device: torch.device | str | None = None,
     report: ReportFn | None = None,
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
-    objective: str = "cnn",
     init_weights: str | Path | None = None,
     weights_path: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``objective``'s model on ``data`` with ``params`` for ``epochs`` epochs and return its metrics.
+    """Train ``config`` on ``data`` (its dataset, loaded by objectives.data.load_dataset); return the metrics.
 
-    ``init_weights``: start from this state_dict file (objectives.init.load_initial_weights).
+    ``init_weights``: start from this state_dict file (the file ``config.init`` names, found by
+    objectives.init.init_weights_file; loaded by objectives.init.load_initial_weights).
     ``checkpoint_path``: save the full training state there after every epoch.
     ``resume_from``: continue from such a checkpoint (its epoch count is kept).
     ``weights_path``: save the final weights there (a state_dict, on CPU).
     ``on_epoch(epoch, loss, val_accuracy)``: progress hook, called before ``report``.
     """
-    defaults = get_objective(objective).default_params()
-    unknown = set(params) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown training parameters of {objective!r}: {', '.join(sorted(unknown))}")
-    hp = {**defaults, **params}
+    objective, epochs, seed, hp = config.objective, config.epochs, config.seed, config.hyperparameters()
     device = torch.device(device) if device is not None else pick_device()
     mean, std = _normalisation(data.train.images)
     model = _build_model(objective, hp, len(data.classes), init_weights, device, seed)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
-from objectives import Param
+from objectives.registry import Param, check_value
+from objectives.strict import StrictModel
 
 MAX_CHOICES = 64
-
-
-class StrictModel(BaseModel):
-    """Every model of a spec: unknown fields, non-finite numbers and coerced types are errors.
-
-    Strict: ``"3"`` or ``true`` is not a number (an int is still accepted where a float is asked).
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class _Range(StrictModel):
@@ -86,24 +77,6 @@ SpaceEntry = Annotated[
     Annotated[Distribution, Tag("searched")] | Annotated[FixedValue, Tag("fixed")],
     Discriminator(_entry_kind),
 ]
-
-
-def check_value(param: Param, value: Any) -> None:
-    """Raise ValueError naming the problem if ``value`` is not a legal value of ``param``."""
-    if param.type == "categorical":
-        if param.choices is not None and not any(value == c and type(value) is type(c) for c in param.choices):
-            raise ValueError(f"{param.name} must be one of {list(param.choices)}, got {value!r}")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{param.name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{param.name} must be a finite number, got {value!r}")
-    if param.type == "int" and value != int(value):
-        raise ValueError(f"{param.name} must be an integer, got {value!r}")
-    too_low = param.low is not None and (value <= param.low if param.positive else value < param.low)
-    if too_low or (param.high is not None and value > param.high):
-        opening = "(" if param.positive else "["
-        raise ValueError(f"{param.name} must lie in {opening}{param.low}, {param.high}], got {value!r}")
 
 
 def check_entry(param: Param, entry: SpaceEntry) -> None:

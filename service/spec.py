@@ -1,4 +1,4 @@
-"""The study spec: what POST /studies takes (the training config it builds is in service/config.py).
+"""The study spec: what POST /studies takes (the training config it builds is objectives/config.py's).
 
 Unknown fields are rejected everywhere; each error names its field.
 """
@@ -10,18 +10,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from objectives import get_objective
-from service.config import (
-    DatasetSpec,
-    InitSpec,
-    ObjectiveName,
-    ScratchInit,
-    StudyName,
-    TrainingConfig,
-    check_init,
-    check_parameters,
-    require_known,
-)
-from service.space import Categorical, SpaceEntry, StrictModel, check_entry, contains
+from objectives.config import DatasetSpec, ObjectiveName, TrainingConfig, check_parameters, require_known
+from objectives.init import InitSpec, ScratchInit, check_init
+from objectives.strict import StrictModel, StudyName
+from service.space import Categorical, SpaceEntry, check_entry, contains
 
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
 

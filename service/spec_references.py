@@ -1,5 +1,6 @@
-"""What a spec names outside itself, checked and pinned when the study is created: the weights
-it starts from (``init``) and the earlier study it warm-starts from (``enqueue_from``).
+"""What a spec names outside itself, checked and pinned when the study is created: its dataset
+folder, the weights it starts from (``init``) and the earlier study it warm-starts from
+(``enqueue_from``).
 
 Run before anything is written; each problem is a SpecError naming the field (a 422). The
 stored spec records what was found (the earlier study's best trial and its weights file, the
@@ -14,9 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from objectives.init import InitError, init_weights_file
+from objectives.config import ImageFolderDataset, check_classes
+from objectives.init import FileInit, InitError, StudyInit, TorchvisionInit, init_weights_file
+from objectives.paths import DataPathError, resolve_under
 from service.artifacts import study_artifact_dir, weights_file
-from service.config import FileInit, StudyInit, TorchvisionInit
 from service.errors import SpecError
 from service.models import StudyRecord, StudyStatus
 from service.settings import Settings
@@ -25,7 +27,8 @@ from service.spec import StudySpec
 
 
 def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, settings: Settings) -> StudySpec:
-    """``spec`` with its ``init`` and ``enqueue_from`` checked and resolved; SpecError if one cannot be."""
+    """``spec`` with its dataset, ``init`` and ``enqueue_from`` checked and resolved; SpecError if one cannot be."""
+    _check_dataset(spec, settings)
     updates: dict = {}
     if isinstance(spec.init, StudyInit):
         updates["init"] = _pin_study_init(session, storage, spec, settings)
@@ -42,10 +45,26 @@ def _as_json(updates: dict) -> dict:
     return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in updates.items()}
 
 
+def _check_dataset(spec: StudySpec, settings: Settings) -> None:
+    """An image folder stays inside HPO_DATA_DIR (symlinks too), and has the class folders named."""
+    dataset = spec.dataset
+    if not isinstance(dataset, ImageFolderDataset):
+        return
+    try:
+        root = resolve_under(settings.data_dir, dataset.path)
+    except DataPathError as exc:
+        raise SpecError("dataset.path", str(exc)) from None
+    if dataset.classes and (root / "train").is_dir():
+        try:
+            check_classes(dataset.classes, sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+        except ValueError as exc:
+            raise SpecError("dataset.classes", str(exc).removeprefix("dataset.classes: ")) from None
+
+
 def _require_weights_file(spec: StudySpec, settings: Settings) -> None:
     try:
         init_weights_file(
-            spec.init.model_dump(),
+            spec.init,
             objective=spec.objective,
             data_dir=settings.data_dir,
             artifact_dir=settings.artifact_dir,

@@ -69,6 +69,15 @@ def tiny_data():
     )
 
 
+def training_config(params: dict, *, epochs: int, seed: int = 0, objective: str = "cnn", **dataset):
+    """A training config for ``objectives.train.train`` in tests, which load its data themselves
+    (``dataset``: the config's dataset fields, the bundled sample by default)."""
+    from objectives.config import TrainingConfig
+
+    source = {"kind": "imagefolder", "path": "cifar10-sample", **dataset}
+    return TrainingConfig(objective=objective, dataset=source, epochs=epochs, seed=seed, params=params)
+
+
 def make_spec(name: str = "cifar-search", **overrides):
     """A valid study spec on the bundled sample, small enough for tests."""
     spec = {

@@ -42,7 +42,7 @@ def train(*args: Any, **kwargs: Any) -> Any:
     return run(*args, **kwargs)
 
 
-def init_weights_file(init: dict[str, Any], **kwargs: Any) -> Path | None:
+def init_weights_file(init: Any, **kwargs: Any) -> Path | None:
     """objectives.init.init_weights_file, imported at first use."""
     from objectives.init import init_weights_file as find
 
@@ -107,7 +107,7 @@ class TrialObjective:
             extra=progress_extra("start", self.spec.name, trial.number, resume_epoch or 0, self.spec.epochs),
         )
         init_weights = init_weights_file(  # InitError (the trial fails, saying why) if the weights are gone
-            config.init.model_dump(),
+            config.init,
             objective=config.objective,
             data_dir=self.data_dir,
             artifact_dir=self.artifact_dir,
@@ -122,12 +122,9 @@ class TrialObjective:
         )
         result = self.train_fn(
             data,
-            params=config.params,
-            epochs=config.epochs,
-            seed=config.seed,
+            config,
             device=self.device,
             report=self._reporter(trial),
-            objective=config.objective,
             init_weights=init_weights,
             weights_path=weights,
             checkpoint_path=checkpoint,

@@ -158,7 +158,7 @@ def test_dockerfile_installs_the_package():
 def test_every_example_spec_and_config_validates():
     import json
 
-    from service.config import TrainingConfig
+    from objectives.config import TrainingConfig
     from service.spec import StudySpec
 
     examples = REPO / "examples"

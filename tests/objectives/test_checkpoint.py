@@ -7,6 +7,7 @@ import pytest
 
 from objectives.checkpoint import Resumable, checkpoint_epoch, find_resumable, previous_path
 from objectives.train import train
+from tests.conftest import training_config
 from tests.objectives.test_train import FAST
 
 
@@ -29,16 +30,16 @@ def _cut_short(path) -> None:
 
 def test_each_save_keeps_the_checkpoint_before_it(tiny_data, tmp_path):
     ckpt = tmp_path / "trial-0.pt"
-    train(tiny_data, params=FAST, epochs=2, seed=3, checkpoint_path=ckpt)
+    train(tiny_data, training_config(FAST, epochs=2, seed=3), checkpoint_path=ckpt)
     assert checkpoint_epoch(ckpt) == 2
     assert checkpoint_epoch(previous_path(ckpt)) == 1
 
 
 def test_a_truncated_checkpoint_resumes_from_the_one_before_and_ends_as_the_uninterrupted_run(tiny_data, tmp_path):
-    uninterrupted = train(tiny_data, params=FAST, epochs=3, seed=3)
+    uninterrupted = train(tiny_data, training_config(FAST, epochs=3, seed=3))
     ckpt = tmp_path / "trial-0.pt"
     with pytest.raises(Killed):  # after epoch 2's checkpoint, as a killed worker would
-        train(tiny_data, params=FAST, epochs=3, seed=3, checkpoint_path=ckpt, report=kill_after(2))
+        train(tiny_data, training_config(FAST, epochs=3, seed=3), checkpoint_path=ckpt, report=kill_after(2))
     _cut_short(ckpt)
 
     found = find_resumable(ckpt)
@@ -46,14 +47,14 @@ def test_a_truncated_checkpoint_resumes_from_the_one_before_and_ends_as_the_unin
     assert "trial-0.pt was unreadable" in found.note and "resumed from trial-0.previous.pt" in found.note
     assert (tmp_path / "trial-0.pt.unreadable").exists() and not ckpt.exists()
 
-    resumed = train(tiny_data, params=FAST, epochs=3, seed=3, checkpoint_path=ckpt, resume_from=found.path)
+    resumed = train(tiny_data, training_config(FAST, epochs=3, seed=3), checkpoint_path=ckpt, resume_from=found.path)
     assert resumed.val_accuracy == uninterrupted.val_accuracy and resumed.epochs == 3
     assert checkpoint_epoch(ckpt) == 3 and checkpoint_epoch(previous_path(ckpt)) == 2
 
 
 def test_with_no_readable_checkpoint_the_retry_starts_afresh_and_says_why(tiny_data, tmp_path):
     ckpt = tmp_path / "trial-0.pt"
-    train(tiny_data, params=FAST, epochs=2, seed=3, checkpoint_path=ckpt)
+    train(tiny_data, training_config(FAST, epochs=2, seed=3), checkpoint_path=ckpt)
     _cut_short(ckpt)
     _cut_short(previous_path(ckpt))
     found = find_resumable(ckpt)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from objectives.data import DatasetError, load_dataset
-from objectives.init import InitError, init_weights_file, load_initial_weights
+from objectives.init import InitError, TorchvisionInit, init_weights_file, load_initial_weights
 from objectives.model import ARCHITECTURES, build_model, normalise
 from objectives.registry import OBJECTIVES
 from objectives.train import evaluate, train
-from tests.conftest import DATA_ROOT
+from tests.conftest import DATA_ROOT, training_config
 
 SMALL_CNN = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.2, "eval_flip": False}
 FIRST, SECOND = ["airplane", "automobile", "bird"], ["dog", "frog"]
@@ -54,10 +54,12 @@ def test_the_registry_s_block_counts_are_the_models():
 def test_frozen_blocks_keep_their_weights_and_batchnorm_statistics(tmp_path):
     data = _data(FIRST)
     start = tmp_path / "start.pt"
-    train(data, params=SMALL_CNN, epochs=1, weights_path=start)  # trained, so the frozen state is not trivial
+    train(data, training_config(SMALL_CNN, epochs=1), weights_path=start)  # trained, so the frozen state is not trivial
     before = torch.load(start, weights_only=True)
     after_file = tmp_path / "after.pt"
-    train(data, params={**SMALL_CNN, "freeze": 2}, epochs=1, seed=1, init_weights=start, weights_path=after_file)
+    train(
+        data, training_config({**SMALL_CNN, "freeze": 2}, epochs=1, seed=1), init_weights=start, weights_path=after_file
+    )
     after = torch.load(after_file, weights_only=True)
     frozen = [k for k in before if k.split(".")[0] in {str(i) for i in range(8)}]  # blocks 1-2: modules 0-7
     trained = [k for k in before if k.split(".")[0] in {"12", "18"}]  # block 4's conv and the head
@@ -68,11 +70,11 @@ def test_frozen_blocks_keep_their_weights_and_batchnorm_statistics(tmp_path):
 
 def test_fine_tuning_from_a_file_starts_from_its_weights_with_a_new_head(tmp_path):
     pretrained = tmp_path / "pretrained.pt"
-    train(_data(FIRST), params=SMALL_CNN, epochs=1, weights_path=pretrained)
+    train(_data(FIRST), training_config(SMALL_CNN, epochs=1), weights_path=pretrained)
     source = torch.load(pretrained, weights_only=True)
     tuned = tmp_path / "tuned.pt"
     head_only = {**SMALL_CNN, "freeze": 4}
-    train(_data(SECOND), params=head_only, epochs=1, init_weights=pretrained, weights_path=tuned)
+    train(_data(SECOND), training_config(head_only, epochs=1), init_weights=pretrained, weights_path=tuned)
     result = torch.load(tuned, weights_only=True)
     assert result["18.weight"].shape == (2, 64) and source["18.weight"].shape == (3, 64)  # 3 classes, then 2
     backbone = [k for k in source if not k.startswith(("18.", "input_"))]
@@ -92,7 +94,7 @@ def test_weights_of_another_shape_are_refused_naming_the_tensor(tmp_path):
 def test_saved_weights_load_with_weights_only_and_reproduce_the_test_accuracy(tmp_path):
     data = _data(FIRST)
     saved = tmp_path / "model.pt"
-    result = train(data, params=SMALL_CNN, epochs=1, weights_path=saved)
+    result = train(data, training_config(SMALL_CNN, epochs=1), weights_path=saved)
     model = build_model("cnn", SMALL_CNN, num_classes=3)  # as the README shows
     model.load_state_dict(torch.load(saved, weights_only=True))
     model.eval()
@@ -106,14 +108,14 @@ def test_saved_weights_load_with_weights_only_and_reproduce_the_test_accuracy(tm
 def test_torchvision_weights_come_from_torch_s_hub_cache(tmp_path, monkeypatch):
     """No network here: the file is made in the hub-cache layout, as torchvision would download it."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    init = {"kind": "torchvision", "weights": "ResNet18_Weights.IMAGENET1K_V1"}
+    init = TorchvisionInit(kind="torchvision", weights="ResNet18_Weights.IMAGENET1K_V1")
     where = {"objective": "resnet18", "data_dir": DATA_ROOT, "artifact_dir": tmp_path, "allow_download": False}
     with pytest.raises(InitError, match="hub cache"):
         init_weights_file(init, **where)
     from torchvision.models import get_weight, resnet18
 
-    file = tmp_path / "torch" / "hub" / "checkpoints" / OBJECTIVES["resnet18"].torchvision_weights[init["weights"]]
-    assert get_weight(init["weights"]).url.endswith("/" + file.name)  # the name torchvision downloads to
+    file = tmp_path / "torch" / "hub" / "checkpoints" / OBJECTIVES["resnet18"].torchvision_weights[init.weights]
+    assert get_weight(init.weights).url.endswith("/" + file.name)  # the name torchvision downloads to
     file.parent.mkdir(parents=True)
     imagenet = resnet18(num_classes=1000)
     torch.save(imagenet.state_dict(), file)
@@ -127,7 +129,9 @@ def test_torchvision_weights_come_from_torch_s_hub_cache(tmp_path, monkeypatch):
 
 def test_resnet18_trains_with_its_small_stem_and_a_frozen_stem():
     data = _data(SECOND, per_class=20)
-    result = train(data, params={"batch_size": 32, "freeze": 1, "eval_flip": False}, epochs=1, objective="resnet18")
+    result = train(
+        data, training_config({"batch_size": 32, "freeze": 1, "eval_flip": False}, epochs=1, objective="resnet18")
+    )
     assert result.epochs == 1 and 0.0 <= result.test_accuracy <= 1.0
 
 

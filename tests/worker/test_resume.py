@@ -27,12 +27,12 @@ class Killed(Exception):
     """Stands in for the worker's death: the slot loop treats it as the trial's failure."""
 
 
-def _dies_between_saving_epoch_2_and_reporting_it(data: Any, **kwargs: Any) -> Any:
+def _dies_between_saving_epoch_2_and_reporting_it(data: Any, config: Any, **kwargs: Any) -> Any:
     def on_epoch(epoch: int, _loss: float, _accuracy: float) -> None:  # called after the save, before report
         if epoch == 2:
             raise Killed("after the checkpoint of epoch 2")
 
-    return train(data, **{**kwargs, "on_epoch": on_epoch})
+    return train(data, config, **{**kwargs, "on_epoch": on_epoch})
 
 
 def _run_slot(db, objective: type[TrialObjective]) -> None:

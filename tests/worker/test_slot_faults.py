@@ -31,9 +31,10 @@ from worker.slots import SlotConfig, TrialQuota
 from worker.study_choice import survey
 
 
-def _zero_train(data: Any, *, report: Any, epochs: int, **_: Any) -> TrainResult:
-    for epoch in range(1, epochs + 1):
+def _zero_train(data: Any, config: Any, *, report: Any, **_: Any) -> TrainResult:
+    for epoch in range(1, config.epochs + 1):
         report(epoch, 0.1 * epoch)
+    epochs = config.epochs
     return TrainResult(0.5, 0.5, loss=0.0, epochs=epochs, seconds=0.0, images_per_second=0.0, device="cpu", threads=1)
 
 
@@ -54,7 +55,7 @@ def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serve
 
     deleted: list[str] = []
 
-    def delete_mid_training(data: Any, *, report: Any, epochs: int, **_: Any) -> TrainResult:
+    def delete_mid_training(data: Any, config: Any, *, report: Any, **_: Any) -> TrainResult:
         if not deleted:  # the first trial is doomed's (its priority is higher)
             report(1, 0.1)
             with db.sessions() as session:
@@ -62,7 +63,7 @@ def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serve
                     session=session, storage=db.storage, name="doomed", artifact_root=get_settings().artifact_dir
                 )
             deleted.append("doomed")
-        return _zero_train(data, report=report, epochs=epochs)
+        return _zero_train(data, config, report=report)
 
     @dataclass
     class DeletesItsStudy(TrialObjective):

@@ -1,0 +1,123 @@
+"""The training config: what `hpo train` runs, what a trial records, what GET /best returns
+(torch-free). ``objectives.train.train`` takes one; the service builds one per trial from a
+study spec.
+
+Unknown fields are rejected everywhere; each error names its field. Paths are checked for
+their form here (relative, no ``..``); that they stay inside HPO_DATA_DIR (symlinks) and that
+what they name exists is checked by the service when a study is created
+(service.spec_references), and again where they are read (objectives.paths.resolve_under).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from objectives.init import InitSpec, ScratchInit, check_init
+from objectives.paths import DataPathError, check_relative
+from objectives.registry import Param, check_value, get_objective
+from objectives.strict import StrictModel
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _registered_objective(name: str) -> str:
+    """Raise ValueError (which pydantic reports as a 422) for an unregistered objective."""
+    try:
+        get_objective(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+    return name
+
+
+ObjectiveName = Annotated[str, AfterValidator(_registered_objective)]
+
+
+def require_known(field: str, key: str, known: Collection[str], kind: str) -> None:
+    """Raise ValueError naming ``field.key`` when ``key`` is not one of ``known`` (listed in the message)."""
+    if key not in known:
+        raise ValueError(f"{field}.{key}: not {kind} ({', '.join(known)})")
+
+
+def check_parameters(
+    field: str, objective_name: str, values: Mapping[str, Any], check: Callable[[Param, Any], None]
+) -> None:
+    """Raise ValueError naming ``field.key`` for a key the objective lacks or a value ``check`` refuses."""
+    objective = get_objective(objective_name)
+    for key, value in values.items():
+        require_known(field, key, objective.params, f"a parameter of {objective_name!r}")
+        try:
+            check(objective.params[key], value)
+        except ValueError as exc:
+            raise ValueError(f"{field}.{key}: {exc}") from None
+
+
+def check_classes(wanted: list[str], present: list[str]) -> None:
+    """Raise ValueError naming ``dataset.classes`` unless ``wanted`` are distinct names among ``present``."""
+    if len(set(wanted)) != len(wanted):
+        raise ValueError(f"dataset.classes: names a class twice ({wanted})")
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise ValueError(f"dataset.classes: no class folder {', '.join(map(repr, missing))} (there are: {present})")
+
+
+class _Dataset(StrictModel):
+    kind: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
+    limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
+    per_class: int | None = Field(default=None, ge=1, le=10_000_000)  # cap on each class's training images
+    classes: list[str] | None = Field(default=None, min_length=2, max_length=1000)  # these class folders, in order
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # carved from train; drives the search
+
+    @model_validator(mode="after")
+    def _distinct_classes(self) -> _Dataset:
+        if self.classes:  # an image folder's class folders are checked when a study is created
+            check_classes(self.classes, CIFAR10_CLASSES if self.kind == "cifar10" else self.classes)
+        return self
+
+
+class ImageFolderDataset(_Dataset):
+    """``{"kind": "imagefolder", "path": P}``: ``train/`` and ``test/`` of class folders under HPO_DATA_DIR/P."""
+
+    kind: Literal["imagefolder"]
+    path: str  # relative to HPO_DATA_DIR; nothing outside it can be named
+
+    @model_validator(mode="after")
+    def _relative(self) -> ImageFolderDataset:
+        try:
+            check_relative(self.path)
+        except DataPathError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class Cifar10Dataset(_Dataset):
+    """``{"kind": "cifar10"}``: torchvision's CIFAR-10 files under HPO_DATA_DIR/cifar10."""
+
+    kind: Literal["cifar10"]
+    path: None = Field(default=None, exclude=True)  # specs stored before 2026-11-29 carry "path": null
+
+
+DatasetSpec = Annotated[ImageFolderDataset | Cifar10Dataset, Field(discriminator="kind")]
+
+
+class TrainingConfig(StrictModel):
+    """One complete training run: what `hpo train --config` reads and GET /best returns."""
+
+    objective: ObjectiveName = "cnn"
+    dataset: DatasetSpec
+    epochs: int = Field(default=10, ge=1, le=1000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    init: InitSpec = Field(default_factory=lambda: ScratchInit(kind="scratch"))
+
+    @model_validator(mode="after")
+    def _params_known(self) -> TrainingConfig:
+        check_parameters("params", self.objective, self.params, check_value)
+        check_init(self.init, self.objective)
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every parameter of the objective: ``params`` over the registry's defaults."""
+        return {**get_objective(self.objective).default_params(), **self.params}
