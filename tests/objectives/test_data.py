@@ -105,10 +105,21 @@ def test_path_guard_rejects_symlink_leaving_root(tmp_path):
 
 def test_objectives_imports_no_service_code():
     code = (
-        "import sys, objectives\n"
-        "assert 'torch' not in sys.modules, 'objectives registry must stay torch-free'\n"
+        "import sys, objectives, objectives.config, objectives.init\n"
+        "assert 'torch' not in sys.modules, 'the registry, config and init kinds must stay torch-free'\n"
         "import objectives.train, objectives.data\n"
         "bad = [m for m in ('optuna', 'sqlalchemy', 'service', 'worker', 'fastapi') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_api_loads_no_training_code():
+    code = (
+        "import sys\n"
+        "from service.api import create_app\n"
+        "create_app()\n"
+        "bad = [m for m in ('torch', 'torchvision', 'objectives.train', 'objectives.model') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
