@@ -9,6 +9,8 @@ configs enqueued), so every trial, and `hpo train` later, uses the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -29,20 +31,14 @@ from service.spec import StudySpec
 def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, settings: Settings) -> StudySpec:
     """``spec`` with its dataset, ``init`` and ``enqueue_from`` checked and resolved; SpecError if one cannot be."""
     _check_dataset(spec, settings)
-    updates: dict = {}
+    pinned: dict[str, Any] = {}
     if isinstance(spec.init, StudyInit):
-        updates["init"] = _pin_study_init(session, storage, spec, settings)
+        pinned["init"] = _pin_study_init(session, storage, spec, settings)
     elif isinstance(spec.init, FileInit | TorchvisionInit):
         _require_weights_file(spec, settings)
     if spec.enqueue_from is not None:
-        updates["enqueue"] = _with_configs_from(session, storage, spec)
-    if not updates:
-        return spec
-    return StudySpec.model_validate({**spec.model_dump(mode="json"), **_as_json(updates)})
-
-
-def _as_json(updates: dict) -> dict:
-    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in updates.items()}
+        pinned["enqueue"] = _with_configs_from(session, storage, spec)
+    return spec.model_copy(update=pinned) if pinned else spec
 
 
 def _check_dataset(spec: StudySpec, settings: Settings) -> None:
