@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,3 +42,24 @@ def remove_study_artifacts(root: Path, study_id: int, created_at: datetime) -> N
 def weights_file(study_dir: Path, trial_number: int) -> Path:
     """Where a completed trial's final weights (a state_dict) are kept in its study's folder."""
     return study_dir / f"trial-{int(trial_number)}.weights.pt"
+
+
+def prune_weights(study_dir: Path, keep: int, value_of: Callable[[int], float | None]) -> list[int]:
+    """Delete the final weights of all but the ``keep`` best completed trials in ``study_dir``;
+    returns the trial numbers whose weights went.
+
+    ``value_of(number)`` is a completed trial's value, None for a trial that has not finished
+    (its weights are being written, or its worker is telling Optuna): those are never deleted.
+    """
+    files = {int(m.group(1)): p for p in study_dir.glob("trial-*.weights.pt") if (m := _WEIGHTS.fullmatch(p.name))}
+    if len(files) <= keep:
+        return []
+    values = {number: value_of(number) for number in files}
+    finished = sorted((n for n, v in values.items() if v is not None), key=lambda n: (-(values[n] or 0.0), n))
+    doomed = finished[keep:]
+    for number in doomed:
+        files[number].unlink(missing_ok=True)
+    return doomed
+
+
+_WEIGHTS = re.compile(r"trial-(\d+)\.weights\.pt")

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     migrate_database_url: str | None = None
     data_dir: Path = Path("data")  # dataset paths in specs are relative to this root
     artifact_dir: Path = Path("artifacts")  # per-trial checkpoints live here
+    keep_weights: int | None = Field(default=None, ge=1)  # final weights of only the best K trials per study
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "hpo")  # decoded datasets
     allow_download: bool = False  # may workers download torchvision's CIFAR-10?
     api_token: SecretStr | None = None  # when set, the API requires "Authorization: Bearer <token>"

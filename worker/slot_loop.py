@@ -8,13 +8,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from service import studies
-from service.artifacts import study_artifact_dir
+from service.artifacts import prune_weights, study_artifact_dir
 from service.database import Database
 from service.db_retry import call_with_retry
 from service.failures import record_trial_outcome
@@ -111,12 +113,13 @@ class SlotLoop:
             self._count(claim.record.name, outcome.error, _failure_limit(claim.record.spec))
             return
         study.sampler = build_sampler(spec, seed_offset=claim.budget.slots_taken)
+        study_dir = study_artifact_dir(self.settings.artifact_dir, claim.record.id, claim.record.created_at)
         objective = self.objective_class(
             spec=spec,
             device=self.device,
             data_dir=self.settings.data_dir,
             cache_dir=self.settings.cache_dir,
-            checkpoint_dir=study_artifact_dir(self.settings.artifact_dir, claim.record.id, claim.record.created_at),
+            checkpoint_dir=study_dir,
             artifact_dir=self.settings.artifact_dir.resolve(),
             allow_download=self.settings.allow_download,
             should_stop=self.stop.is_set,
@@ -130,8 +133,25 @@ class SlotLoop:
             call_with_retry(hand_back, study, handed, self.db.engine)
         else:
             self._count(claim.record.name, outcome.error, spec.max_failed_trials)
+        if outcome.state == TrialState.COMPLETE and self.settings.keep_weights is not None:
+            call_with_retry(self._keep_best_weights, study, study_dir, self.settings.keep_weights)
         # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).
         call_with_retry(optuna.storages.fail_stale_trials, study)
+
+    def _keep_best_weights(self, study: optuna.Study, study_dir: Path, keep: int) -> None:
+        """HPO_KEEP_WEIGHTS: delete the final weights of all but the study's ``keep`` best trials."""
+        storage = self.db.storage
+        study_id = storage.get_study_id_from_name(study.study_name)
+
+        def value_of(number: int) -> float | None:
+            trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            return trial.value if trial.state == TrialState.COMPLETE else None
+
+        removed = prune_weights(study_dir, keep, value_of)
+        if removed:
+            log.info(
+                "study %s: removed the weights of trials %s (HPO_KEEP_WEIGHTS=%s)", study.study_name, removed, keep
+            )
 
     def _count(self, name: str, error: str | None, limit: int) -> None:
         """Tell the failure guard how the trial ended (service/failures.py)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from service.artifacts import study_artifact_dir
+from service.artifacts import prune_weights, study_artifact_dir, weights_file
 from service.models import StudyRecord
 from service.settings import get_settings
 from tests.conftest import make_spec
@@ -50,3 +50,18 @@ def test_delete_removes_the_checkpoints_and_a_study_recreated_under_the_name_nev
     assert not first.exists()
     assert api.post("/studies", json=make_spec("again", search_space={"lr": 0.05})).status_code == 201
     assert _artifact_dir(db, "again") != first  # even on SQLite, which hands the same id out again
+
+
+def test_pruning_weights_keeps_the_best_finished_trials_and_every_unfinished_one(tmp_path):
+    for number in range(5):
+        weights_file(tmp_path, number).write_bytes(b"w")
+    (tmp_path / "trial-9.pt").write_bytes(b"a checkpoint, not weights")
+    values = {0: 0.5, 1: 0.9, 2: None, 3: 0.7, 4: 0.1}  # trial 2 has not finished: its worker is telling Optuna
+    assert prune_weights(tmp_path, 2, values.get) == [0, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "trial-1.weights.pt",
+        "trial-2.weights.pt",
+        "trial-3.weights.pt",
+        "trial-9.pt",
+    ]
+    assert prune_weights(tmp_path, 2, values.get) == []  # two finished ones left: nothing more to do

@@ -1,0 +1,51 @@
+"""HPO_KEEP_WEIGHTS: a study keeps the final weights of its best trials only."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+
+from objectives.train import TrainResult
+from service.settings import get_settings
+from tests.worker.helpers import new_study, trials
+from worker.objective import TrialObjective
+from worker.slot_loop import SlotLoop
+from worker.slots import SlotConfig, TrialQuota
+
+
+def _lr_is_the_accuracy(_data: Any, config: Any, *, report: Any, weights_path: Path, **_: Any) -> TrainResult:
+    """Zero-cost training whose validation accuracy is its learning rate, writing weights as training does."""
+    accuracy = config.params["lr"]
+    report(1, accuracy)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    weights_path.write_bytes(b"weights")
+    return TrainResult(
+        accuracy, accuracy, loss=0.0, epochs=1, seconds=0.0, images_per_second=0.0, device="cpu", threads=1
+    )
+
+
+@dataclass
+class ZeroCost(TrialObjective):
+    load_fn: Any = lambda *_, **__: None
+    train_fn: Any = _lr_is_the_accuracy
+
+
+def test_only_the_best_trials_keep_their_weights(db, monkeypatch):
+    monkeypatch.setenv("HPO_KEEP_WEIGHTS", "2")
+    get_settings.cache_clear()
+    new_study(db, max_trials=5, epochs=1, pruner={"name": "none"}, sampler={"name": "random", "seed": 4})
+    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
+    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
+    loop.objective_class = ZeroCost
+    loop.run()
+
+    done = trials(db, "s")
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 5
+    best_two = sorted(done, key=lambda t: -(t.value or 0.0))[:2]
+    root = get_settings().artifact_dir.resolve()
+    kept = sorted(p.name for p in root.rglob("*.weights.pt"))
+    assert kept == sorted(f"trial-{t.number}.weights.pt" for t in best_two)
