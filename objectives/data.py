@@ -44,15 +44,22 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits plus class names. Validation is carved from train."""
+    """Train, validation and test splits plus class names. Validation is carved from train.
+
+    ``mean`` and ``std`` (``(1, 3, 1, 1)``): the training split's per-channel pixel statistics,
+    in [0, 1] units, which every model trained on it standardises its inputs with.
+    """
 
     train: Split
     val: Split
     test: Split
     classes: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
 
 
 _MEMORY: dict[tuple[str, str], tuple[Split, Split, list[str]]] = {}
+_STATISTICS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # computed once per selection of a dataset
 
 
 def load_dataset(
@@ -88,13 +95,19 @@ def load_dataset(
     if dataset.get("classes"):
         wanted = list(dataset["classes"])
         train, test, classes = select_classes(train, classes, wanted), select_classes(test, classes, wanted), wanted
-    fit, val = split_train_val(
-        train,
-        limit=dataset.get("limit"),
-        val_fraction=dataset.get("val_fraction", 0.1),
-        per_class=dataset.get("per_class"),
-    )
-    return Dataset(train=fit, val=val, test=test, classes=list(classes))
+    limit, val_fraction, per_class = dataset.get("limit"), dataset.get("val_fraction", 0.1), dataset.get("per_class")
+    fit, val = split_train_val(train, limit=limit, val_fraction=val_fraction, per_class=per_class)
+    selection = (*memo_key, tuple(classes), limit, val_fraction, per_class)
+    if selection not in _STATISTICS:
+        _STATISTICS[selection] = pixel_statistics(fit.images)
+    mean, std = _STATISTICS[selection]
+    return Dataset(train=fit, val=val, test=test, classes=list(classes), mean=mean, std=std)
+
+
+def pixel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units, shaped ``(1, 3, 1, 1)``."""
+    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return pixels.mean(1).view(1, -1, 1, 1), pixels.std(1).clamp_min(1e-3).view(1, -1, 1, 1)
 
 
 def select_classes(split: Split, names: list[str], wanted: list[str]) -> Split:
@@ -216,3 +229,4 @@ def _load_cifar10(root: Path, allow_download: bool) -> tuple[Split, Split, list[
 def clear_memory_cache() -> None:
     """Forget the datasets this process holds (the on-disk cache stays)."""
     _MEMORY.clear()
+    _STATISTICS.clear()

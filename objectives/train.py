@@ -80,7 +80,7 @@ def train(
     """
     objective, epochs, seed, hp = config.objective, config.epochs, config.seed, config.hyperparameters()
     device = torch.device(device) if device is not None else pick_device()
-    mean, std = _normalisation(data.train.images)
+    mean, std = data.mean, data.std
     model = _build_model(objective, hp, len(data.classes), init_weights, device, seed)
     model.get_buffer("input_mean").copy_(mean)
     model.get_buffer("input_std").copy_(std)
@@ -178,11 +178,6 @@ def _initial_state(
     generator = torch.Generator(device=device).manual_seed(seed)
     frozen = ARCHITECTURES[objective].blocks(model)[: hp["freeze"]]
     return TrainState(model=model, optimizer=optimizer, schedule=schedule, generator=generator, frozen=frozen)
-
-
-def _normalisation(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return pixels.mean(1).view(1, -1, 1, 1), pixels.std(1).clamp_min(1e-3).view(1, -1, 1, 1)
 
 
 def _prepare(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

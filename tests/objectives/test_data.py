@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from objectives import data as data_module
-from objectives.data import DatasetError, clear_memory_cache, load_dataset
+from objectives.data import DatasetError, clear_memory_cache, load_dataset, pixel_statistics
 from objectives.paths import DataPathError, resolve_under
 
 
@@ -123,3 +123,13 @@ def test_the_api_loads_no_training_code():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pixel_statistics_are_the_training_split_s_and_computed_once_per_selection(data_root):
+    spec = {"kind": "imagefolder", "path": "cifar10-sample", "limit": 600, "val_fraction": 0.2}
+    first, again = load_dataset(spec, data_dir=data_root), load_dataset(spec, data_dir=data_root)
+    mean, std = pixel_statistics(first.train.images)
+    assert torch.equal(first.mean, mean) and torch.equal(first.std, std)
+    assert again.mean is first.mean  # the second load reused them
+    other = load_dataset({**spec, "classes": ["cat", "dog"]}, data_dir=data_root)
+    assert torch.equal(other.mean, pixel_statistics(other.train.images)[0])

@@ -8,7 +8,7 @@ import torch
 from objectives.checkpoint import checkpoint_epoch
 from objectives.data import Split
 from objectives.model import build_cnn
-from objectives.train import MIN_ONE_CYCLE_STEPS, _normalisation, evaluate, train
+from objectives.train import MIN_ONE_CYCLE_STEPS, evaluate, train
 from tests.conftest import training_config
 
 FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}
@@ -118,7 +118,7 @@ def test_eval_flip_predicts_the_same_for_an_image_and_its_mirror(tiny_data):
     with torch.no_grad():  # a random model with a strong left-right asymmetry
         first = next(model.parameters())
         first.add_(torch.linspace(-2, 2, 3).view(1, 1, 1, 3))
-    mean, std = _normalisation(tiny_data.train.images)
+    mean, std = tiny_data.mean, tiny_data.std
     split = Split(
         torch.cat([tiny_data.val.images, tiny_data.test.images]),
         torch.cat([tiny_data.val.labels, tiny_data.test.labels]),
