@@ -48,16 +48,26 @@ def previous_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
-def save_checkpoint(path: str | Path, state: TrainState) -> None:
-    """Write ``state`` to ``path`` atomically (a reader never sees a half-written file), keeping
-    the checkpoint it replaces at ``previous_path(path)``."""
+def save_checkpoint(path: str | Path, states: list[TrainState]) -> None:
+    """Write every fold's state to ``path`` atomically (a reader never sees a half-written file),
+    keeping the checkpoint it replaces at ``previous_path(path)``.
+
+    ``epoch`` and ``history`` at the top are the run's: the epochs done, and the validation
+    accuracy after each, averaged over the folds (what the run reported).
+    """
     payload = {
-        "model": state.model.state_dict(),
-        "optimizer": state.optimizer.state_dict(),
-        "schedule": state.schedule.state_dict(),
-        "generator": state.generator.get_state(),
-        "epoch": state.epoch,
-        "history": state.history,
+        "epoch": states[0].epoch,
+        "history": mean_history(states),
+        "folds": [
+            {
+                "model": state.model.state_dict(),
+                "optimizer": state.optimizer.state_dict(),
+                "schedule": state.schedule.state_dict(),
+                "generator": state.generator.get_state(),
+                "history": state.history,
+            }
+            for state in states
+        ],
     }
     path = Path(path)
     if path.exists():
@@ -65,19 +75,28 @@ def save_checkpoint(path: str | Path, state: TrainState) -> None:
     save_atomically(payload, path)
 
 
-def load_checkpoint(path: str | Path, state: TrainState) -> None:
-    """Restore ``state`` in place from a checkpoint (loaded with ``weights_only=True``)."""
+def mean_history(states: list[TrainState]) -> list[float]:
+    """The validation accuracy after each epoch, averaged over the folds."""
+    return [sum(accuracies) / len(accuracies) for accuracies in zip(*(s.history for s in states), strict=True)]
+
+
+def load_checkpoint(path: str | Path, states: list[TrainState]) -> None:
+    """Restore every fold's state in place from a checkpoint (loaded with ``weights_only=True``)."""
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    missing, unexpected = state.model.load_state_dict(payload["model"], strict=False)
-    if unexpected or set(missing) - set(NORMALISATION):  # checkpoints from before the buffers lack only those
-        raise RuntimeError(
-            f"checkpoint {Path(path).name} does not fit the model: missing {missing}, extra {unexpected}"
-        )
-    state.optimizer.load_state_dict(payload["optimizer"])
-    state.schedule.load_state_dict(payload["schedule"])
-    state.generator.set_state(payload["generator"])
-    state.epoch = int(payload["epoch"])
-    state.history = [float(v) for v in payload["history"]]
+    folds = payload.get("folds") or [payload]  # a checkpoint from before k-fold holds one model at the top
+    if len(folds) != len(states):
+        raise RuntimeError(f"checkpoint {Path(path).name} holds {len(folds)} folds; this run trains {len(states)}")
+    for state, fold in zip(states, folds, strict=True):
+        missing, unexpected = state.model.load_state_dict(fold["model"], strict=False)
+        if unexpected or set(missing) - set(NORMALISATION):  # checkpoints from before the buffers lack only those
+            raise RuntimeError(
+                f"checkpoint {Path(path).name} does not fit the model: lacks {missing}, has {unexpected}"
+            )
+        state.optimizer.load_state_dict(fold["optimizer"])
+        state.schedule.load_state_dict(fold["schedule"])
+        state.generator.set_state(fold["generator"])
+        state.epoch = int(payload["epoch"])
+        state.history = [float(v) for v in fold["history"]]
 
 
 def checkpoint_epoch(path: str | Path) -> int | None:

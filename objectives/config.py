@@ -63,18 +63,53 @@ def check_classes(wanted: list[str], present: list[str]) -> None:
         raise ValueError(f"dataset.classes: no class folder {', '.join(map(repr, missing))} (there are: {present})")
 
 
+class Holdout(StrictModel):
+    """``{"kind": "holdout", "fraction": F}``: a stratified ``fraction`` of the training images validates."""
+
+    kind: Literal["holdout"]
+    fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+
+
+class KFold(StrictModel):
+    """``{"kind": "kfold", "folds": K}``: stratified K-fold cross-validation; a run trains K models.
+
+    ``seed`` deals the images to the folds (a study fills in its own seed, so that all its
+    trials, and `hpo train` of any of their configs, use the same folds)."""
+
+    kind: Literal["kfold"]
+    folds: int = Field(ge=2, le=10)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
+class NoValidation(StrictModel):
+    """``{"kind": "none"}``: every training image trains (`hpo train --refit`); a study cannot select without one."""
+
+    kind: Literal["none"]
+
+
+Validation = Annotated[Holdout | KFold | NoValidation, Field(discriminator="kind")]
+
+
 class _Dataset(StrictModel):
     kind: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
     limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
     per_class: int | None = Field(default=None, ge=1, le=10_000_000)  # cap on each class's training images
     classes: list[str] | None = Field(default=None, min_length=2, max_length=1000)  # these class folders, in order
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # carved from train; drives the search
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # shorthand for a holdout validation
+    validation: Validation | None = None  # how training images are split; None: a holdout of val_fraction
 
     @model_validator(mode="after")
-    def _distinct_classes(self) -> _Dataset:
+    def _consistent(self) -> _Dataset:
         if self.classes:  # an image folder's class folders are checked when a study is created
             check_classes(self.classes, CIFAR10_CLASSES if self.kind == "cifar10" else self.classes)
+        shorthand = Holdout(kind="holdout", fraction=self.val_fraction)
+        if "val_fraction" in self.model_fields_set and self.validation not in (None, shorthand):
+            raise ValueError("dataset.val_fraction contradicts dataset.validation: give one of them")
         return self
+
+    def split(self) -> Holdout | KFold | NoValidation:
+        """How the training images are split: ``validation``, else a holdout of ``val_fraction``."""
+        return self.validation or Holdout(kind="holdout", fraction=self.val_fraction)
 
 
 class ImageFolderDataset(_Dataset):

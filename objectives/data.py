@@ -9,6 +9,7 @@ the decoded tensors stay on the device and are shared by every trial.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from PIL import Image
 
 from objectives.files import save_atomically
 from objectives.paths import resolve_under
+from objectives.splits import Fold, Split, make_folds, pixel_statistics
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-SPLIT_SEED = 0  # the validation split must not depend on a trial's seed: every trial sees the same one
 
 
 class DatasetError(RuntimeError):
@@ -28,38 +29,43 @@ class DatasetError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Split:
-    """Images (uint8, N x 3 x H x W) and labels (int64, N) of one split."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def to(self, device: torch.device | str) -> Split:
-        """This split moved to ``device``."""
-        return Split(self.images.to(device), self.labels.to(device))
-
-
-@dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits plus class names. Validation is carved from train.
+    """The folds (one for a holdout or a refit, K for k-fold cross-validation: objectives.splits),
+    the test split and the class names. ``train``, ``val``, ``mean`` and ``std`` are the first fold's.
 
-    ``mean`` and ``std`` (``(1, 3, 1, 1)``): the training split's per-channel pixel statistics,
-    in [0, 1] units, which every model trained on it standardises its inputs with.
+    A fold's ``mean`` and ``std`` (``(1, 3, 1, 1)``): its training images' per-channel pixel
+    statistics, in [0, 1] units, which a model trained on it standardises its inputs with.
     """
 
-    train: Split
-    val: Split
+    folds: list[Fold]
     test: Split
     classes: list[str]
-    mean: torch.Tensor
-    std: torch.Tensor
+
+    @property
+    def train(self) -> Split:
+        """The first fold's training images."""
+        return self.folds[0].train
+
+    @property
+    def val(self) -> Split:
+        """The first fold's validation images."""
+        return self.folds[0].val
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The first fold's pixel means."""
+        return self.folds[0].mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The first fold's pixel standard deviations."""
+        return self.folds[0].std
 
 
 _MEMORY: dict[tuple[str, str], tuple[Split, Split, list[str]]] = {}
-_STATISTICS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # computed once per selection of a dataset
+# Pixel statistics of each fold of a selection of a dataset, computed once per process. (The
+# folds themselves are cut afresh for each run, so that a process holds no split it is not using.)
+_STATISTICS: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
 
 def load_dataset(
@@ -74,9 +80,10 @@ def load_dataset(
 
     ``classes`` (class folder names) keeps those classes only, labelled 0, 1, ... in that order,
     in train and test alike. ``per_class`` caps the training images of each class and ``limit``
-    the training images in all (both stratified and deterministic); ``val_fraction`` (default
-    0.1) carves a deterministic, stratified validation split out of what remains. The test
-    split is returned whole (for the chosen classes).
+    the training images in all (both stratified and deterministic); ``validation`` (else a
+    holdout of ``val_fraction``, default 0.1) says how the rest is split into folds of training
+    and validation images (objectives.splits). The test split is returned whole (for the chosen
+    classes).
     """
     kind = dataset.get("kind")
     device = torch.device(device)
@@ -95,19 +102,15 @@ def load_dataset(
     if dataset.get("classes"):
         wanted = list(dataset["classes"])
         train, test, classes = select_classes(train, classes, wanted), select_classes(test, classes, wanted), wanted
-    limit, val_fraction, per_class = dataset.get("limit"), dataset.get("val_fraction", 0.1), dataset.get("per_class")
-    fit, val = split_train_val(train, limit=limit, val_fraction=val_fraction, per_class=per_class)
-    selection = (*memo_key, tuple(classes), limit, val_fraction, per_class)
+    try:
+        pairs = make_folds(train, dataset)
+    except ValueError as exc:  # too few images per class for the folds asked for
+        raise DatasetError(str(exc)) from None
+    selection = json.dumps([*memo_key, classes, dataset], sort_keys=True, default=str)
     if selection not in _STATISTICS:
-        _STATISTICS[selection] = pixel_statistics(fit.images)
-    mean, std = _STATISTICS[selection]
-    return Dataset(train=fit, val=val, test=test, classes=list(classes), mean=mean, std=std)
-
-
-def pixel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units, shaped ``(1, 3, 1, 1)``."""
-    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return pixels.mean(1).view(1, -1, 1, 1), pixels.std(1).clamp_min(1e-3).view(1, -1, 1, 1)
+        _STATISTICS[selection] = [pixel_statistics(fit.images) for fit, _ in pairs]
+    folds = [Fold(fit, val, *stats) for (fit, val), stats in zip(pairs, _STATISTICS[selection], strict=True)]
+    return Dataset(folds=folds, test=test, classes=list(classes))
 
 
 def select_classes(split: Split, names: list[str], wanted: list[str]) -> Split:
@@ -121,30 +124,6 @@ def select_classes(split: Split, names: list[str], wanted: list[str]) -> Split:
     labels = relabel[split.labels]
     keep = (labels >= 0).nonzero().flatten()
     return Split(split.images[keep], labels[keep])
-
-
-def split_train_val(
-    train: Split, *, limit: int | None, val_fraction: float, per_class: int | None = None
-) -> tuple[Split, Split]:
-    """Stratified ``per_class`` and ``limit`` caps and validation split, the same for every call
-    with the same arguments."""
-    generator = torch.Generator().manual_seed(SPLIT_SEED)
-    labels = train.labels.cpu()
-    counts = labels.bincount()
-    if per_class is not None:
-        counts = counts.clamp(max=per_class)
-    total = int(counts.sum())
-    fit_idx, val_idx = [], []
-    for label in labels.unique(sorted=True).tolist():
-        members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)][: int(counts[label])]
-        keep = len(members) if limit is None else round(limit * len(members) / total)
-        n_val = round(keep * val_fraction)
-        val_idx.append(members[:n_val])
-        fit_idx.append(members[n_val:keep])
-    fit = torch.cat(fit_idx).sort().values.to(train.labels.device)
-    val = torch.cat(val_idx).sort().values.to(train.labels.device)
-    return Split(train.images[fit], train.labels[fit]), Split(train.images[val], train.labels[val])
 
 
 def _load_imagefolder(root: Path, cache_dir: str | Path | None) -> tuple[Split, Split, list[str]]:

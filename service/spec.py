@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, TypeAdapter, model_validator
 
 from objectives import get_objective
-from objectives.config import DatasetSpec, ObjectiveName, TrainingConfig, check_parameters, require_known
+from objectives.config import (
+    DatasetSpec,
+    KFold,
+    NoValidation,
+    ObjectiveName,
+    TrainingConfig,
+    check_parameters,
+    require_known,
+)
 from objectives.init import InitSpec, ScratchInit, check_init
 from objectives.strict import StrictModel, StudyName
 from service.space import Categorical, SpaceEntry, check_entry, contains
@@ -109,6 +117,11 @@ class StudySpec(StrictModel):
     def _consistent(self) -> StudySpec:
         check_parameters("search_space", self.objective, self.search_space, check_entry)
         check_init(self.init, self.objective)
+        validation = self.dataset.validation
+        if isinstance(validation, NoValidation):
+            raise ValueError("dataset.validation: a study selects on validation; 'none' is for `hpo train --refit`")
+        if isinstance(validation, KFold) and validation.seed is None:
+            validation.seed = self.seed  # every trial of the study, and its configs, use the same folds
         objective = get_objective(self.objective)
         defaults = {k: _ENTRY.validate_python(v) for k, v in objective.default_search_space().items()}
         self.search_space = {**defaults, **self.search_space}
