@@ -90,6 +90,13 @@ class NoValidation(StrictModel):
 Validation = Annotated[Holdout | KFold | NoValidation, Field(discriminator="kind")]
 
 
+def capped_counts(counts: list[int], limit: int | None, per_class: int | None) -> list[int]:
+    """How many images of each class the caps keep (objectives.splits keeps them so), from the class sizes."""
+    capped = [min(n, per_class) if per_class is not None else n for n in counts]
+    total = sum(capped)
+    return [n if limit is None else round(limit * n / total) for n in capped]
+
+
 class _Dataset(StrictModel):
     kind: str  # narrowed to a Literal by each subclass; declared here so that it comes first in a dump
     limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)

@@ -18,10 +18,8 @@ import torch
 from PIL import Image
 
 from objectives.files import save_atomically
-from objectives.paths import resolve_under
+from objectives.paths import IMAGE_SUFFIXES, resolve_under
 from objectives.splits import Fold, Split, make_folds, pixel_statistics
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 class DatasetError(RuntimeError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}  # the files an image folder's class folders hold
+
 
 class DataPathError(ValueError):
     """A dataset path names something outside the data root, or is malformed."""

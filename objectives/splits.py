@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from objectives.config import capped_counts
+
 SPLIT_SEED = 0  # the holdout split must not depend on a trial's seed: every trial sees the same one
 
 
@@ -101,14 +103,6 @@ def _capped_members(train: Split, limit: int | None, per_class: int | None, seed
     """Each class's image indices, shuffled by ``seed``, capped by ``per_class`` and then ``limit`` (stratified)."""
     generator = torch.Generator().manual_seed(seed)
     labels = train.labels.cpu()
-    counts = labels.bincount()
-    if per_class is not None:
-        counts = counts.clamp(max=per_class)
-    total = int(counts.sum())
-    out = []
-    for label in labels.unique(sorted=True).tolist():
-        members = (labels == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)][: int(counts[label])]
-        keep = len(members) if limit is None else round(limit * len(members) / total)
-        out.append(members[:keep])
-    return out
+    members = [(labels == label).nonzero().flatten() for label in labels.unique(sorted=True).tolist()]
+    keep = capped_counts([len(m) for m in members], limit, per_class)
+    return [m[torch.randperm(len(m), generator=generator)][:k] for m, k in zip(members, keep, strict=True)]

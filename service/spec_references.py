@@ -9,6 +9,7 @@ configs enqueued), so every trial, and `hpo train` later, uses the same.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,9 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from objectives.config import ImageFolderDataset, check_classes
+from objectives.config import ImageFolderDataset, KFold, capped_counts, check_classes
 from objectives.init import FileInit, InitError, StudyInit, TorchvisionInit, init_weights_file
-from objectives.paths import DataPathError, resolve_under
+from objectives.paths import IMAGE_SUFFIXES, DataPathError, resolve_under
 from service.artifacts import study_artifact_dir, weights_file
 from service.errors import SpecError
 from service.models import StudyRecord, StudyStatus
@@ -42,7 +43,8 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
 
 
 def _check_dataset(spec: StudySpec, settings: Settings) -> None:
-    """An image folder stays inside HPO_DATA_DIR (symlinks too), and has the class folders named."""
+    """An image folder stays inside HPO_DATA_DIR (symlinks too), has the class folders named, and
+    enough images of each class for the k-fold folds."""
     dataset = spec.dataset
     if not isinstance(dataset, ImageFolderDataset):
         return
@@ -50,11 +52,25 @@ def _check_dataset(spec: StudySpec, settings: Settings) -> None:
         root = resolve_under(settings.data_dir, dataset.path)
     except DataPathError as exc:
         raise SpecError("dataset.path", str(exc)) from None
-    if dataset.classes and (root / "train").is_dir():
+    if not (root / "train").is_dir():
+        return  # a worker says so when it loads the dataset
+    present = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if dataset.classes:
         try:
-            check_classes(dataset.classes, sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+            check_classes(dataset.classes, present)
         except ValueError as exc:
             raise SpecError("dataset.classes", str(exc).removeprefix("dataset.classes: ")) from None
+    validation = dataset.split()
+    if isinstance(validation, KFold):
+        counts = [_image_count(root / "train" / name) for name in dataset.classes or present]
+        fewest = min(capped_counts(counts, dataset.limit, dataset.per_class), default=0)
+        if fewest < validation.folds:
+            message = f"{validation.folds} folds need {validation.folds} images of every class; one has {fewest}"
+            raise SpecError("dataset.validation.folds", message)
+
+
+def _image_count(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _require_weights_file(spec: StudySpec, settings: Settings) -> None:
