@@ -38,6 +38,11 @@ def add_parser(subparsers: Any) -> None:
     best.add_argument("name")
     best.add_argument("--config-out", type=Path, help="write the config that `hpo train --config` reproduces")
     best.add_argument("--download", type=Path, metavar="FILE", help="save the best trial's weights (a state_dict)")
+    best.add_argument(
+        "--refit",
+        action="store_true",
+        help="train the best config here on all its training images (with --download: save those weights instead)",
+    )
     for action in STATUS_ACTIONS:
         _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
     _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
@@ -79,6 +84,8 @@ def run_best(args: argparse.Namespace) -> int:
     answer = _request("GET", f"/studies/{args.name}/best")
     if args.config_out:
         args.config_out.write_text(json.dumps(answer["config"], indent=2) + "\n")
+    if args.refit:
+        return _refit_best(args, answer)
     if args.download:
         _download(f"/studies/{args.name}/best/model", args.download)
         answer = {**answer, "model": str(args.download)}
@@ -96,6 +103,22 @@ def run_delete(args: argparse.Namespace) -> int:
     _request("DELETE", f"/studies/{args.name}")
     answer = {"deleted": args.name}
     return _print(args, answer, lambda console: console.print(f"deleted {args.name}"))
+
+
+def _refit_best(args: argparse.Namespace, answer: dict[str, Any]) -> int:
+    """``hpo study best NAME --refit``: the best config trained here on all its training images."""
+    from cli.train_cmd import print_result, train_config
+    from objectives.config import TrainingConfig
+
+    if not args.json:
+        _print_best(Console(), answer, args.config_out)
+    refit = train_config(TrainingConfig.model_validate(answer["config"]), refit=True, save=args.download, threads=None)
+    if args.json:
+        print(json.dumps({**answer, "refit": refit}))
+    else:
+        print("refit on all training images:")
+        print_result(refit, as_json=False)
+    return 0
 
 
 def _download(path: str, target: Path) -> None:
@@ -184,8 +207,10 @@ def _print_studies(console: Console, studies: list[dict[str, Any]], dashboard: b
 
 def _print_best(console: Console, answer: dict[str, Any], config_out: Path | None) -> None:
     metrics = answer["metrics"]
+    folds = metrics.get("fold_val_accuracies") or []
+    spread = f" ± {metrics.get('val_accuracy_std', 0.0):.4f} over {len(folds)} folds" if folds else ""
     console.print(
-        f"best trial {answer['trial_number']}: val_accuracy {answer['value']:.4f}, "
+        f"best trial {answer['trial_number']}: val_accuracy {answer['value']:.4f}{spread}, "
         f"test_accuracy {metrics.get('test_accuracy', float('nan')):.4f}"
     )
     console.print(f"params: {json.dumps(answer['params'])}")

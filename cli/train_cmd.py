@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
-from objectives.config import ImageFolderDataset, TrainingConfig
+from objectives.config import ImageFolderDataset, NoValidation, TrainingConfig
 from service.settings import get_settings
 
 
@@ -29,6 +29,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--save", type=Path, metavar="FILE", help="save the trained weights (a state_dict)")
+    parser.add_argument(
+        "--refit", action="store_true", help="train on all training images (no validation): the model to ship"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -71,6 +74,23 @@ def _parse_value(text: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train the config and print its result."""
     config = load_config(args.config, args.overrides)
+    output = train_config(config, refit=args.refit, save=args.save, threads=args.threads)
+    print_result(output, as_json=args.json)
+    return 0
+
+
+def refit_config(config: TrainingConfig) -> TrainingConfig:
+    """``config`` on every training image: no validation split (the k-fold folds, or the holdout, train too)."""
+    everything = config.dataset.model_copy(update={"validation": NoValidation(kind="none"), "val_fraction": None})
+    return config.model_copy(update={"dataset": everything})
+
+
+def train_config(config: TrainingConfig, *, refit: bool, save: Path | None, threads: int | None) -> dict[str, Any]:
+    """Train ``config`` here (``refit``: on all its training images), save the weights; returns the result.
+
+    Progress goes to stderr; CliError names a dataset or starting weights that cannot be had."""
+    if refit:
+        config = refit_config(config)
     from objectives.data import DatasetError, load_dataset
     from objectives.init import InitError, init_weights_file
     from objectives.paths import DataPathError
@@ -78,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     device = pick_device()
-    if args.threads is not None:
+    if threads is not None:
         import torch
 
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(max(1, threads))
     where = config.dataset.path if isinstance(config.dataset, ImageFolderDataset) else "HPO_DATA_DIR/cifar10"
     print(f"hpo train: loading {config.dataset.kind} {where} on {device}", file=sys.stderr)
     try:
@@ -101,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except (DatasetError, InitError, DataPathError, OSError) as exc:
         raise CliError(str(exc)) from None
+    folds = f"{len(data.folds)} folds of " if len(data.folds) > 1 else ""
     print(
-        f"hpo train: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
+        f"hpo train: {folds}{len(data.train)} train / {len(data.val)} val, {len(data.test)} test images, "
         f"{config.epochs} epochs",
         file=sys.stderr,
     )
@@ -110,11 +131,18 @@ def run(args: argparse.Namespace) -> int:
     def progress(epoch: int, loss: float, val_accuracy: float) -> None:
         print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
 
-    result = train(data, config, device=device, on_epoch=progress, init_weights=init_weights, weights_path=args.save)
+    result = train(data, config, device=device, on_epoch=progress, init_weights=init_weights, weights_path=save)
     output = {**result.as_dict(), "config": config.model_dump(mode="json")}
-    if args.save:
-        output["model"] = str(args.save)
-    if args.json:
+    if refit:
+        output["val_accuracy"] = None  # nothing was held out
+    if save:
+        output["model"] = str(save)
+    return output
+
+
+def print_result(output: dict[str, Any], *, as_json: bool) -> None:
+    """A training result for people, or as one JSON object."""
+    if as_json:
         print(json.dumps(output))
     else:
         for key in (
@@ -129,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             value = output[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
-        if args.save:
-            print(f"{'model':>18}: {args.save}")
-    return 0
+        if output["fold_val_accuracies"]:
+            folds = ", ".join(f"{a:.4f}" for a in output["fold_val_accuracies"])
+            print(f"{'folds':>18}: val {folds} (std {output['val_accuracy_std']:.4f})")
+        if output.get("model"):
+            print(f"{'model':>18}: {output['model']}")

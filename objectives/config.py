@@ -20,6 +20,7 @@ from objectives.paths import DataPathError, check_relative
 from objectives.registry import Param, check_value, get_objective
 from objectives.strict import StrictModel
 
+DEFAULT_VAL_FRACTION = 0.1  # of the training images, when a config names no validation
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -67,7 +68,7 @@ class Holdout(StrictModel):
     """``{"kind": "holdout", "fraction": F}``: a stratified ``fraction`` of the training images validates."""
 
     kind: Literal["holdout"]
-    fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    fraction: float = Field(default=DEFAULT_VAL_FRACTION, gt=0.0, lt=1.0)
 
 
 class KFold(StrictModel):
@@ -102,21 +103,21 @@ class _Dataset(StrictModel):
     limit: int | None = Field(default=None, ge=10, le=10_000_000)  # cap on training images (stratified)
     per_class: int | None = Field(default=None, ge=1, le=10_000_000)  # cap on each class's training images
     classes: list[str] | None = Field(default=None, min_length=2, max_length=1000)  # these class folders, in order
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)  # shorthand for a holdout validation
-    validation: Validation | None = None  # how training images are split; None: a holdout of val_fraction
+    val_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)  # shorthand for a holdout validation
+    validation: Validation | None = None  # how training images are split; neither: a holdout of 0.1
 
     @model_validator(mode="after")
     def _consistent(self) -> _Dataset:
         if self.classes:  # an image folder's class folders are checked when a study is created
             check_classes(self.classes, CIFAR10_CLASSES if self.kind == "cifar10" else self.classes)
-        shorthand = Holdout(kind="holdout", fraction=self.val_fraction)
-        if "val_fraction" in self.model_fields_set and self.validation not in (None, shorthand):
+        shorthand = Holdout(kind="holdout", fraction=self.val_fraction or DEFAULT_VAL_FRACTION)
+        if self.val_fraction is not None and self.validation not in (None, shorthand):
             raise ValueError("dataset.val_fraction contradicts dataset.validation: give one of them")
         return self
 
     def split(self) -> Holdout | KFold | NoValidation:
-        """How the training images are split: ``validation``, else a holdout of ``val_fraction``."""
-        return self.validation or Holdout(kind="holdout", fraction=self.val_fraction)
+        """How the training images are split: ``validation``, else a holdout of ``val_fraction`` (default 0.1)."""
+        return self.validation or Holdout(kind="holdout", fraction=self.val_fraction or DEFAULT_VAL_FRACTION)
 
 
 class ImageFolderDataset(_Dataset):

@@ -90,7 +90,7 @@ def kfold_splits(
 def make_folds(train: Split, dataset: dict[str, Any]) -> list[tuple[Split, Split]]:
     """The (train, validation) pairs ``dataset`` asks for (``validation``, else ``val_fraction``)."""
     limit, per_class = dataset.get("limit"), dataset.get("per_class")
-    validation = dataset.get("validation") or {"kind": "holdout", "fraction": dataset.get("val_fraction", 0.1)}
+    validation = dataset.get("validation") or {"kind": "holdout", "fraction": dataset.get("val_fraction") or 0.1}
     if validation["kind"] == "kfold":
         return kfold_splits(
             train, folds=validation["folds"], seed=validation.get("seed") or 0, limit=limit, per_class=per_class

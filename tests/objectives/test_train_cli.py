@@ -48,3 +48,23 @@ def test_unknown_override_is_rejected(tmp_path: Path):
     proc = _hpo("train", "--config", str(config), "--set", "dropout=0.5")
     assert proc.returncode == 2
     assert "params.dropout: not a parameter of 'cnn'" in proc.stderr
+
+
+def test_refit_trains_a_k_fold_config_on_every_training_image(tmp_path: Path):
+    kfold = {**CONFIG["dataset"], "val_fraction": None, "validation": {"kind": "kfold", "folds": 4, "seed": 0}}
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({**CONFIG, "dataset": kfold}))
+
+    cross = _hpo("train", "--config", str(config), "--json")
+    assert cross.returncode == 0, cross.stderr
+    assert "4 folds of 300 train / 100 val, 1000 test images" in cross.stderr
+    assert len(json.loads(cross.stdout)["fold_val_accuracies"]) == 4
+
+    saved = tmp_path / "model.pt"
+    refit = _hpo("train", "--config", str(config), "--refit", "--json", "--save", str(saved))
+    assert refit.returncode == 0, refit.stderr
+    assert "400 train / 0 val, 1000 test images" in refit.stderr
+    result = json.loads(refit.stdout)
+    assert result["val_accuracy"] is None and result["fold_val_accuracies"] == []
+    assert result["config"]["dataset"]["validation"] == {"kind": "none"}
+    assert saved.exists() and result["model"] == str(saved)
