@@ -72,6 +72,14 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
     first, second = (torch.load(f, weights_only=True) for f in (downloaded, retrained))
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
+    # the refit: the best config trained here on every training image, the validation split included
+    refitted = tmp_path / "refit.pt"
+    refit = hpo(live_api, "study", "best", "cli-study", "--refit", "--download", str(refitted), "--json")
+    assert refit.returncode == 0, refit.stderr
+    result = json.loads(refit.stdout)["refit"]
+    assert result["val_accuracy"] is None and result["config"]["dataset"]["validation"] == {"kind": "none"}
+    assert "400 train / 0 val" in refit.stderr and refitted.exists()
+
 
 def test_invalid_spec_is_a_clear_error_without_traceback(live_api, tmp_path):
     bad = make_spec("bad", search_space={"lr": {"type": "float", "low": 0.1, "high": 0.01}})

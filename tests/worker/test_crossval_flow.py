@@ -1,0 +1,119 @@
+"""k-fold cross-validation end to end: a 5-fold study through the API and a CPU worker, with
+Hyperband pruning; and a retry that resumes every fold of a killed trial from its checkpoint."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from objectives.train import train
+from service.optuna_storage import stale_trial_retry
+from service.settings import get_settings
+from tests.conftest import make_spec
+from tests.worker.helpers import assert_exact_budget, finish, start_worker, trials
+from worker.objective import TrialObjective
+from worker.slot_loop import SlotLoop
+from worker.slots import SlotConfig, TrialQuota
+
+pytestmark = pytest.mark.slow
+
+
+def _kfold_spec(name: str, folds: int, **overrides: Any) -> dict:
+    dataset = {
+        "kind": "imagefolder",
+        "path": "cifar10-sample",
+        "per_class": 20,
+        "validation": {"kind": "kfold", "folds": folds},
+    }
+    space = {"lr": {"type": "float", "low": 1e-5, "high": 0.05, "log": True}, "batch_size": 64, "width": 0.0625}
+    return make_spec(name, dataset=dataset, search_space=space, **overrides)
+
+
+def _checkpoint(trial: optuna.trial.FrozenTrial) -> dict:
+    return torch.load(Path(trial.user_attrs["checkpoint"]), weights_only=True)
+
+
+def test_a_five_fold_study_runs_through_the_api_and_a_worker_with_hyperband_pruning(api, db, tmp_path):
+    spec = _kfold_spec(
+        "cv",
+        5,
+        epochs=4,
+        max_trials=12,
+        sampler={"name": "random", "seed": 3},
+        pruner={"name": "hyperband", "min_resource": 1, "reduction_factor": 2},
+    )
+    assert api.post("/studies", json=spec).status_code == 201
+    worker = start_worker(db, Path(get_settings().artifact_dir), "--trials-per-gpu", "2", "--burst")
+    assert finish(worker, timeout=400) == 0
+    assert_exact_budget(db, "cv", 12)
+
+    done = trials(db, "cv")
+    pruned = [t for t in done if t.state == TrialState.PRUNED]
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    assert pruned and complete
+    assert any(max(t.intermediate_values) < 4 for t in pruned)  # some before the last epoch
+    for trial in pruned:  # every fold stopped at the epoch the trial was pruned after
+        stopped_after = max(trial.intermediate_values)
+        checkpoint = _checkpoint(trial)
+        assert checkpoint["epoch"] == stopped_after and len(checkpoint["folds"]) == 5
+        assert all(len(fold["history"]) == stopped_after for fold in checkpoint["folds"])
+    for trial in complete:
+        metrics = trial.user_attrs["metrics"]
+        assert len(metrics["fold_val_accuracies"]) == 5
+        assert trial.value == pytest.approx(statistics.fmean(metrics["fold_val_accuracies"]))
+        assert trial.intermediate_values[4] == pytest.approx(trial.value)  # the reported curve is the mean
+
+    best = api.get("/studies/cv/best").json()
+    assert best["metrics"]["val_accuracy_std"] == pytest.approx(
+        statistics.pstdev(best["metrics"]["fold_val_accuracies"])
+    )
+    assert best["config"]["dataset"]["validation"] == {"kind": "kfold", "folds": 5, "seed": 0}
+
+
+class Killed(Exception):
+    """Stands in for the worker's death between an epoch's checkpoint and its report."""
+
+
+def _dies_after_epoch_2(data: Any, config: Any, **kwargs: Any) -> Any:
+    def on_epoch(epoch: int, _loss: float, _accuracy: float) -> None:
+        if epoch == 2:
+            raise Killed("after the checkpoint of epoch 2")
+
+    return train(data, config, **{**kwargs, "on_epoch": on_epoch})
+
+
+def _run_slot(db, objective: type[TrialObjective]) -> None:
+    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
+    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
+    loop.objective_class = objective
+    loop.run()
+
+
+def test_a_retry_resumes_every_fold_of_a_killed_trial(api, db):
+    spec = _kfold_spec("cv", 3, epochs=3, max_trials=1, pruner={"name": "none"}, sampler={"name": "random", "seed": 1})
+    assert api.post("/studies", json=spec).status_code == 201
+
+    @dataclass
+    class DiesAfterEpoch2(TrialObjective):
+        train_fn: Any = _dies_after_epoch_2
+
+    _run_slot(db, DiesAfterEpoch2)
+    [killed] = trials(db, "cv")
+    study = optuna.load_study(study_name="cv", storage=db.storage)
+    stale_trial_retry(db.engine)(study, killed)  # what the heartbeat sweep does for a dead worker's trial
+    _run_slot(db, TrialObjective)
+
+    retry = trials(db, "cv")[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] == 2
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
+    checkpoint = _checkpoint(retry)
+    assert checkpoint["epoch"] == 3 and [len(fold["history"]) for fold in checkpoint["folds"]] == [3, 3, 3]
+    assert len(retry.user_attrs["metrics"]["fold_val_accuracies"]) == 3
