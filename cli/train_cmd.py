@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
-from objectives.config import ImageFolderDataset, NoValidation, TrainingConfig
+from objectives.config import ImageFolderDataset, TrainingConfig
 from service.settings import get_settings
 
 
@@ -79,18 +79,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def refit_config(config: TrainingConfig) -> TrainingConfig:
-    """``config`` on every training image: no validation split (the k-fold folds, or the holdout, train too)."""
-    everything = config.dataset.model_copy(update={"validation": NoValidation(kind="none"), "val_fraction": None})
-    return config.model_copy(update={"dataset": everything})
-
-
 def train_config(config: TrainingConfig, *, refit: bool, save: Path | None, threads: int | None) -> dict[str, Any]:
     """Train ``config`` here (``refit``: on all its training images), save the weights; returns the result.
 
     Progress goes to stderr; CliError names a dataset or starting weights that cannot be had."""
     if refit:
-        config = refit_config(config)
+        config = config.refit()
     from objectives.data import DatasetError, load_dataset
     from objectives.init import InitError, init_weights_file
     from objectives.paths import DataPathError

@@ -161,6 +161,11 @@ class TrainingConfig(StrictModel):
         check_init(self.init, self.objective)
         return self
 
+    def refit(self) -> TrainingConfig:
+        """This config on every training image: no validation split (`hpo train --refit`)."""
+        everything = self.dataset.model_copy(update={"validation": NoValidation(kind="none"), "val_fraction": None})
+        return self.model_copy(update={"dataset": everything})
+
     def hyperparameters(self) -> dict[str, Any]:
         """Every parameter of the objective: ``params`` over the registry's defaults."""
         return {**get_objective(self.objective).default_params(), **self.params}
