@@ -111,6 +111,23 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
 
+def service_env(database_url: str, data_root: Path, work: Path, port: int) -> dict[str, str]:
+    """The environment of the API and workers a benchmark starts: this database and data root, a
+    private artifact folder, the API on ``port``, and no tokens. HPO_CACHE_DIR passes through
+    (default ~/.cache/hpo), so a dataset is decoded once and reused by later runs."""
+    env = {
+        **os.environ,
+        "HPO_DATABASE_URL": database_url,
+        "HPO_DATA_DIR": str(data_root),
+        "HPO_ARTIFACT_DIR": str(work / "artifacts"),
+        "HPO_API_URL": f"http://127.0.0.1:{port}",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    for secret in ("HPO_API_TOKEN", "HPO_VIEWER_TOKEN"):
+        env.pop(secret, None)
+    return env
+
+
 def api_service(port: int, env: dict[str, str], logs: Path) -> Service:
     """``hpo serve`` on ``port``."""
     return Service("api", [sys.executable, "-m", "cli.main", "serve", "--port", str(port)], env, logs)

@@ -22,7 +22,6 @@ winner's.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import sys
@@ -33,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from benchmarks.chaos_cluster import api_service, wait_until_up, worker_service
-from benchmarks.common import REPO, data_dir, save, table
+from benchmarks.chaos_cluster import api_service, service_env, wait_until_up, worker_service
+from benchmarks.common import data_dir, save, table
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 from cli.local_api import free_port
 
@@ -88,16 +87,7 @@ def run_studies(epochs: int, kfold_trials: int, work: Path) -> dict[str, Any]:
     database = create_database(server)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "HPO_DATABASE_URL": database_url(server, database),
-        "HPO_DATA_DIR": str(data_dir()),
-        "HPO_ARTIFACT_DIR": str(work / "artifacts"),
-        "HPO_API_URL": base,
-        "PYTHONPATH": str(REPO),
-    }
-    for secret in ("HPO_API_TOKEN", "HPO_VIEWER_TOKEN"):
-        env.pop(secret, None)
+    env = service_env(database_url(server, database), data_dir(), work, port)
     api, worker = api_service(port, env, work), worker_service(0, env, work, slots=2)
     try:
         api.start()

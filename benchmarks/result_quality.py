@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.chaos_cluster import api_service, wait_until_up, worker_service
+from benchmarks.chaos_cluster import api_service, service_env, wait_until_up, worker_service
 from benchmarks.common import REPO, RESULTS, save
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 from cli.local_api import free_port
@@ -59,17 +58,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     server = postgres_server()
     database = create_database(server)
     port = free_port()
-    env = {
-        **os.environ,
-        "HPO_DATABASE_URL": database_url(server, database),
-        "HPO_DATA_DIR": str(SHARED),
-        "HPO_ARTIFACT_DIR": str(work / "artifacts"),
-        # HPO_CACHE_DIR passes through (default ~/.cache/hpo): the 50,000 images are decoded once, reused by reruns
-        "HPO_API_URL": f"http://127.0.0.1:{port}",
-        "PYTHONPATH": str(REPO),
-    }
-    for secret in ("HPO_API_TOKEN", "HPO_VIEWER_TOKEN"):
-        env.pop(secret, None)
+    env = service_env(database_url(server, database), SHARED, work, port)
     base = f"http://127.0.0.1:{port}"
     api = api_service(port, env, work)
     worker = worker_service(0, env, work, slots=1)

@@ -23,7 +23,6 @@ is there (22,500 pretraining images, 2,500 test images), else the bundled sample
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.chaos_cluster import api_service, wait_until_up, worker_service
+from benchmarks.chaos_cluster import api_service, service_env, wait_until_up, worker_service
 from benchmarks.common import REPO, save, table
 from benchmarks.databases import create_database, database_url, drop_database, postgres_server
 from cli.local_api import free_port
@@ -136,17 +135,7 @@ def run(quick: bool, data: str, work: Path) -> dict[str, Any]:
     database = create_database(server)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "HPO_DATABASE_URL": database_url(server, database),
-        "HPO_DATA_DIR": str(data_root),
-        "HPO_ARTIFACT_DIR": str(work / "artifacts"),
-        # HPO_CACHE_DIR passes through (default ~/.cache/hpo): cifar10-full is decoded once, reused by reruns
-        "HPO_API_URL": base,
-        "PYTHONPATH": str(REPO),
-    }
-    for secret in ("HPO_API_TOKEN", "HPO_VIEWER_TOKEN"):
-        env.pop(secret, None)
+    env = service_env(database_url(server, database), data_root, work, port)
     api, worker = api_service(port, env, work), worker_service(0, env, work, slots=2)
     started = time.monotonic()
     try:

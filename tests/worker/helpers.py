@@ -1,20 +1,27 @@
-"""Starting real worker processes against a test database and watching the study."""
+"""Starting real worker processes (or one slot's loop in this process) against a test database,
+and watching the study."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from service.database import Database
+from service.settings import get_settings
 from service.spec import StudySpec
 from service.studies import StudyView, change_status, create_study, get_study
 from tests.conftest import DATA_ROOT, make_spec
+from worker.objective import TrialObjective
+from worker.slot_loop import SlotLoop
+from worker.slots import SlotConfig, TrialQuota
 
 HEARTBEAT = {"HPO_HEARTBEAT_INTERVAL": "1", "HPO_HEARTBEAT_GRACE": "4"}
 STARTED: list[subprocess.Popen] = []  # every worker a test started; tests/worker/conftest.py reaps them
@@ -114,3 +121,36 @@ def assert_exact_budget(db: Database, name: str, max_trials: int) -> None:
     assert view.progress.finished == max_trials, view.progress
     assert view.progress.counts["running"] == 0 and view.progress.counts["waiting"] == 0, view.progress
     assert view.record.status == "completed"
+
+
+def slot_loop(db: Database, objective: type[TrialObjective] = TrialObjective) -> SlotLoop:
+    """One worker slot's loop, to run in this process as a worker child runs it (until no work is left)."""
+    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
+    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
+    loop.objective_class = objective
+    return loop
+
+
+def run_slot(db: Database, objective: type[TrialObjective] = TrialObjective) -> None:
+    """Run ``slot_loop(db, objective)`` until no work is left."""
+    slot_loop(db, objective).run()
+
+
+class Killed(Exception):
+    """Stands in for a worker's death: the slot loop treats it as the trial's failure."""
+
+
+def dies_after_saving(epoch: int) -> Callable[..., Any]:
+    """Real training that dies at the one moment a kill -9 can be unlucky: after ``epoch``'s
+    checkpoint was saved and before that epoch was reported to Optuna."""
+
+    def train_fn(data: Any, config: Any, **kwargs: Any) -> Any:
+        from objectives.train import train
+
+        def on_epoch(done: int, _loss: float, _accuracy: float) -> None:  # called after the save, before report
+            if done == epoch:
+                raise Killed(f"after the checkpoint of epoch {epoch}")
+
+        return train(data, config, **{**kwargs, "on_epoch": on_epoch})
+
+    return train_fn

@@ -4,7 +4,6 @@ Hyperband pruning; and a retry that resumes every fold of a killed trial from it
 from __future__ import annotations
 
 import statistics
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,16 +13,15 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from objectives.train import train
 from service.optuna_storage import stale_trial_retry
 from service.settings import get_settings
 from tests.conftest import make_spec
-from tests.worker.helpers import assert_exact_budget, finish, start_worker, trials
+from tests.worker.helpers import assert_exact_budget, dies_after_saving, finish, run_slot, start_worker, trials
 from worker.objective import TrialObjective
-from worker.slot_loop import SlotLoop
-from worker.slots import SlotConfig, TrialQuota
 
 pytestmark = pytest.mark.slow
+
+DIES_AFTER_EPOCH_2 = dies_after_saving(epoch=2)
 
 
 def _kfold_spec(name: str, folds: int, **overrides: Any) -> dict:
@@ -78,38 +76,19 @@ def test_a_five_fold_study_runs_through_the_api_and_a_worker_with_hyperband_prun
     assert best["config"]["dataset"]["validation"] == {"kind": "kfold", "folds": 5, "seed": 0}
 
 
-class Killed(Exception):
-    """Stands in for the worker's death between an epoch's checkpoint and its report."""
-
-
-def _dies_after_epoch_2(data: Any, config: Any, **kwargs: Any) -> Any:
-    def on_epoch(epoch: int, _loss: float, _accuracy: float) -> None:
-        if epoch == 2:
-            raise Killed("after the checkpoint of epoch 2")
-
-    return train(data, config, **{**kwargs, "on_epoch": on_epoch})
-
-
-def _run_slot(db, objective: type[TrialObjective]) -> None:
-    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
-    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
-    loop.objective_class = objective
-    loop.run()
-
-
 def test_a_retry_resumes_every_fold_of_a_killed_trial(api, db):
     spec = _kfold_spec("cv", 3, epochs=3, max_trials=1, pruner={"name": "none"}, sampler={"name": "random", "seed": 1})
     assert api.post("/studies", json=spec).status_code == 201
 
     @dataclass
     class DiesAfterEpoch2(TrialObjective):
-        train_fn: Any = _dies_after_epoch_2
+        train_fn: Any = DIES_AFTER_EPOCH_2
 
-    _run_slot(db, DiesAfterEpoch2)
+    run_slot(db, DiesAfterEpoch2)
     [killed] = trials(db, "cv")
     study = optuna.load_study(study_name="cv", storage=db.storage)
     stale_trial_retry(db.engine)(study, killed)  # what the heartbeat sweep does for a dead worker's trial
-    _run_slot(db, TrialObjective)
+    run_slot(db)
 
     retry = trials(db, "cv")[1]
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] == 2

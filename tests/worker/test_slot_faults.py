@@ -23,11 +23,9 @@ from service.optuna_trials import trial_id
 from service.settings import get_settings
 from service.studies import change_status, delete_study
 from service.sweeper import remove_orphans
-from tests.worker.helpers import new_study, study_view, trials
+from tests.worker.helpers import new_study, slot_loop, study_view, trials
 from worker.claims import claim_trial
 from worker.objective import TrialObjective
-from worker.slot_loop import SlotLoop
-from worker.slots import SlotConfig, TrialQuota
 from worker.study_choice import survey
 
 
@@ -40,13 +38,6 @@ def _zero_train(data: Any, config: Any, *, report: Any, **_: Any) -> TrainResult
 
 def _no_data(*_: Any, **__: Any) -> None:
     return None
-
-
-def _slot_loop(db, objective: type[TrialObjective]) -> SlotLoop:
-    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
-    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
-    loop.objective_class = objective
-    return loop
 
 
 def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serves_the_next(db):
@@ -70,7 +61,7 @@ def test_a_study_deleted_while_its_trial_runs_drops_the_trial_and_the_slot_serve
         load_fn: Any = _no_data
         train_fn: Any = delete_mid_training
 
-    _slot_loop(db, DeletesItsStudy).run()  # raised KeyError from Optuna before
+    slot_loop(db, DeletesItsStudy).run()  # raised KeyError from Optuna before
 
     assert deleted and [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 3
     assert "doomed" not in optuna.get_all_study_names(db.storage)
@@ -89,7 +80,7 @@ def test_a_spec_that_no_longer_validates_fails_its_trial_with_the_reason_and_the
         load_fn: Any = _no_data
         train_fn: Any = _zero_train
 
-    _slot_loop(db, ZeroCost).run()  # left the trial RUNNING and raised ValidationError before
+    slot_loop(db, ZeroCost).run()  # left the trial RUNNING and raised ValidationError before
 
     [failed] = trials(db, "broken")
     assert failed.state == TrialState.FAIL
@@ -112,7 +103,7 @@ def test_a_study_whose_optuna_side_was_deleted_elsewhere_is_skipped_and_the_othe
         train_fn: Any = _zero_train
 
     finished = threading.Event()
-    loop = _slot_loop(db, ZeroCost)
+    loop = slot_loop(db, ZeroCost)
     runner = threading.Thread(target=lambda: (loop.run(), finished.set()), daemon=True)
     runner.start()
     runner.join(timeout=60)
@@ -144,7 +135,7 @@ def test_a_study_whose_trials_keep_failing_is_paused_with_the_reason_before_it_b
         load_fn: Any = unreadable
         train_fn: Any = _zero_train
 
-    _slot_loop(db, BrokenData).run()
+    slot_loop(db, BrokenData).run()
 
     assert [t.state for t in trials(db, "bad-data")] == [TrialState.FAIL] * 3  # not 10
     view = study_view(db, "bad-data")
@@ -189,7 +180,7 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
         load_fn: Any = _no_data
         train_fn: Any = _zero_train
 
-    _slot_loop(db, ZeroCost).run()
+    slot_loop(db, ZeroCost).run()
     assert [t.state for t in trials(db, "s")] == [TrialState.FAIL, TrialState.COMPLETE]
     assert study_view(db, "s").record.status == "completed"
 

@@ -7,7 +7,6 @@ training on the bundled images (as a worker child runs them).
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 import torch
@@ -18,9 +17,7 @@ from objectives.model import build_model
 from objectives.train import evaluate
 from service.settings import get_settings
 from tests.conftest import DATA_ROOT, make_spec
-from tests.worker.helpers import trials
-from worker.slot_loop import SlotLoop
-from worker.slots import SlotConfig, TrialQuota
+from tests.worker.helpers import run_slot, trials
 
 FIRST, SECOND = ["airplane", "automobile", "bird"], ["dog", "frog"]
 
@@ -35,14 +32,9 @@ def _spec(name: str, classes: list[str], per_class: int, **overrides) -> dict:
     )
 
 
-def _run_slot(db) -> None:
-    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
-    SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu").run()
-
-
 def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
     assert api.post("/studies", json=_spec("pre", FIRST, 30, max_trials=2)).status_code == 201
-    _run_slot(db)
+    run_slot(db)
     best = api.get("/studies/pre/best").json()
 
     # the best model: weights that load with weights_only=True and reproduce the reported test accuracy
@@ -76,7 +68,7 @@ def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
     assert enqueued == [
         {k: best["params"][k] for k in ("lr", "batch_size", "aug_strength")}
     ]  # pre's best, in this space
-    _run_slot(db)
+    run_slot(db)
 
     done = trials(db, "ft")
     assert [t.state for t in done] == [TrialState.COMPLETE] * 3
@@ -87,12 +79,12 @@ def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
 
 def test_weights_that_vanish_after_the_study_was_accepted_fail_its_trial_and_the_slot_serves_on(api, db):
     assert api.post("/studies", json=_spec("pre", FIRST, 20, max_trials=1)).status_code == 201
-    _run_slot(db)
+    run_slot(db)
     created = api.post("/studies", json=_spec("ft", SECOND, 20, max_trials=1, init={"kind": "study", "study": "pre"}))
     assert created.status_code == 201, created.text
     assert api.post("/studies", json=_spec("other", SECOND, 20, max_trials=1, priority=-1)).status_code == 201
     (Path(get_settings().artifact_dir).resolve() / created.json()["spec"]["init"]["weights"]).unlink()
-    _run_slot(db)
+    run_slot(db)
 
     [failed] = trials(db, "ft")
     assert failed.state == TrialState.FAIL

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,8 @@ from optuna.trial import TrialState
 
 from objectives.train import TrainResult
 from service.settings import get_settings
-from tests.worker.helpers import new_study, trials
+from tests.worker.helpers import new_study, run_slot, trials
 from worker.objective import TrialObjective
-from worker.slot_loop import SlotLoop
-from worker.slots import SlotConfig, TrialQuota
 
 
 def _lr_is_the_accuracy(_data: Any, config: Any, *, report: Any, weights_path: Path, **_: Any) -> TrainResult:
@@ -38,10 +35,7 @@ def test_only_the_best_trials_keep_their_weights(db, monkeypatch):
     monkeypatch.setenv("HPO_KEEP_WEIGHTS", "2")
     get_settings.cache_clear()
     new_study(db, max_trials=5, epochs=1, pruner={"name": "none"}, sampler={"name": "random", "seed": 4})
-    slot = SlotConfig(index=0, device="cpu", cuda_visible="", threads=1, study=None, burst=True, poll_seconds=0.05)
-    loop = SlotLoop(slot, db, get_settings(), threading.Event(), TrialQuota(None, None), "cpu")
-    loop.objective_class = ZeroCost
-    loop.run()
+    run_slot(db, ZeroCost)
 
     done = trials(db, "s")
     assert [t.state for t in done] == [TrialState.COMPLETE] * 5
