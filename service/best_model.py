@@ -25,9 +25,15 @@ def best_model_file(*, session: Session, storage: BaseStorage, name: str, artifa
     stored in the database, so no request can make the API read outside HPO_ARTIFACT_DIR.
     """
     try:
-        number = int(best_trial(session=session, storage=storage, name=name)["trial_number"])
+        best = best_trial(session=session, storage=storage, name=name)
     except StudyConflictError as exc:
         raise NoModelError(str(exc)) from None
+    number = int(best["trial_number"])
+    if (best["config"].get("dataset", {}).get("validation") or {}).get("kind") == "kfold":
+        raise NoModelError(
+            f"study {name!r} selects on k-fold cross-validation: a trial trains one model per fold and keeps "
+            f"none; refit its best config on all training images (`hpo study best {name} --refit --download F`)"
+        )
     record = session.scalars(select(StudyRecord).where(StudyRecord.name == name)).first()
     if record is None:
         raise StudyNotFoundError(f"no study named {name!r}")

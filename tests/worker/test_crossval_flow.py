@@ -74,6 +74,8 @@ def test_a_five_fold_study_runs_through_the_api_and_a_worker_with_hyperband_prun
         statistics.pstdev(best["metrics"]["fold_val_accuracies"])
     )
     assert best["config"]["dataset"]["validation"] == {"kind": "kfold", "folds": 5, "seed": 0}
+    no_model = api.get("/studies/cv/best/model")
+    assert no_model.status_code == 404 and "--refit" in no_model.json()["detail"]
 
 
 def test_a_retry_resumes_every_fold_of_a_killed_trial(api, db):
