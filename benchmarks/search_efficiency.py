@@ -79,7 +79,8 @@ def run_grid(dataset: dict[str, Any], width: float, epochs: int, seed: int) -> d
     started, best, best_config, best_run = time.perf_counter(), 0.0, {}, None
     configs = list(itertools.product(*GRID.values()))
     for lr, batch, aug in configs:
-        params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
+        # eval_shift off: the grid selects on what the service's trials report each epoch (no shifted views)
+        params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width, "eval_shift": False}
         config = TrainingConfig.model_validate({"dataset": dataset, "params": params, "epochs": epochs, "seed": seed})
         result = train(data, config, device="cpu")
         if result.val_accuracy > best:

@@ -109,7 +109,7 @@ def _curve(config: tuple[float, int, float], width: float, epochs: int, seed: in
     lr, batch, aug = config
     curve: list[float] = []
     started = time.perf_counter()
-    params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width}
+    params = {"lr": lr, "batch_size": batch, "aug_strength": aug, "width": width, "eval_shift": False}  # a curve only
     run = TrainingConfig.model_validate({"dataset": _DATASET, "params": params, "epochs": epochs, "seed": seed})
     train(_DATA, run, device="cpu", report=lambda _e, v: curve.append(v))
     seconds = time.perf_counter() - started

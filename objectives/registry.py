@@ -113,6 +113,13 @@ _TRAINING_PARAMS = [
         "evaluate (validation and test) on each image and its mirror image, averaging the predictions",
         choices=(True, False),
     ),
+    Param(
+        "eval_shift",
+        "categorical",
+        True,
+        "the final evaluation also averages over each image moved a pixel both ways diagonally (not each epoch's)",
+        choices=(True, False),
+    ),
 ]
 
 _CNN_PARAMS = [

@@ -7,6 +7,7 @@ import torch
 
 from objectives.checkpoint import checkpoint_epoch
 from objectives.data import Split
+from objectives.evaluate import _shifted
 from objectives.model import build_cnn
 from objectives.train import MIN_ONE_CYCLE_STEPS, evaluate, train
 from tests.conftest import training_config
@@ -131,6 +132,31 @@ def test_eval_flip_predicts_the_same_for_an_image_and_its_mirror(tiny_data):
     with_flip, without = accuracies(True), accuracies(False)
     assert with_flip[0] == with_flip[1]
     assert without[0] != without[1]
+
+
+def test_a_shifted_view_moves_the_image_a_pixel_and_reflects_the_edge():
+    images = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    down_right, up_left = _shifted(images, 1, 1), _shifted(images, -1, -1)
+    assert torch.equal(down_right[..., 1:, 1:], images[..., :-1, :-1])
+    assert torch.equal(up_left[..., :-1, :-1], images[..., 1:, 1:])
+    assert torch.equal(down_right[..., 0, 1:], images[..., 1, :-1])  # the new top row mirrors row 1
+
+
+def test_eval_shift_changes_the_final_evaluation_only(tiny_data):
+    """The learning curve is measured without the shifted views; the final metrics with them."""
+    curves: dict[bool, list[float]] = {True: [], False: []}
+    results = {
+        shift: train(
+            tiny_data,
+            training_config({**FAST, "eval_shift": shift}, epochs=2, seed=5),
+            report=lambda _epoch, value, shift=shift: curves[shift].append(value),
+        )
+        for shift in (True, False)
+    }
+    assert curves[True] == curves[False] and results[True].loss == results[False].loss
+    assert results[False].val_accuracy == curves[False][-1]
+    on, off = results[True], results[False]
+    assert (on.val_accuracy, on.test_accuracy) != (off.val_accuracy, off.test_accuracy)
 
 
 def test_eval_flip_is_a_parameter_on_by_default(tiny_data):

@@ -12,7 +12,14 @@ from objectives.registry import OBJECTIVES
 from objectives.train import evaluate, train
 from tests.conftest import DATA_ROOT, training_config
 
-SMALL_CNN = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.2, "eval_flip": False}
+SMALL_CNN = {
+    "width": 0.125,
+    "lr": 0.003,
+    "batch_size": 64,
+    "aug_strength": 0.2,
+    "eval_flip": False,
+    "eval_shift": False,
+}
 FIRST, SECOND = ["airplane", "automobile", "bird"], ["dog", "frog"]
 
 

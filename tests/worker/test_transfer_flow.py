@@ -44,8 +44,11 @@ def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
     model.load_state_dict(torch.load(io.BytesIO(download.content), weights_only=True))
     data = load_dataset(best["config"]["dataset"], data_dir=DATA_ROOT)
     mean, std = model.get_buffer("input_mean"), model.get_buffer("input_std")
-    flip = best["config"]["params"].get("eval_flip", True)
-    assert evaluate(model, data.test, mean, std, flip=flip) == best["metrics"]["test_accuracy"]
+    views = {
+        "flip": best["config"]["params"].get("eval_flip", True),
+        "shift": best["config"]["params"].get("eval_shift", True),
+    }
+    assert evaluate(model, data.test, mean, std, **views) == best["metrics"]["test_accuracy"]
 
     space = {**make_spec()["search_space"], "freeze": {"type": "categorical", "choices": [0, 4]}}
     space["backbone_lr_scale"] = {"type": "float", "low": 0.01, "high": 1.0, "log": True}
