@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,14 +44,22 @@ def weights_file(study_dir: Path, trial_number: int) -> Path:
     return study_dir / f"trial-{int(trial_number)}.weights.pt"
 
 
-def prune_weights(study_dir: Path, keep: int, value_of: Callable[[int], float | None]) -> list[int]:
+def prune_weights(
+    study_dir: Path, keep: int, value_of: Callable[[int], float | None], pinned: Collection[Path] = ()
+) -> list[int]:
     """Delete the final weights of all but the ``keep`` best completed trials in ``study_dir``;
     returns the trial numbers whose weights went.
 
     ``value_of(number)`` is a completed trial's value, None for a trial that has not finished
     (its weights are being written, or its worker is telling Optuna): those are never deleted.
+    Nor are the ``pinned`` files (other studies start from them), which do not count as kept.
     """
-    files = {int(m.group(1)): p for p in study_dir.glob("trial-*.weights.pt") if (m := _WEIGHTS.fullmatch(p.name))}
+    spared = {Path(p).resolve() for p in pinned}
+    files = {
+        int(m.group(1)): p
+        for p in study_dir.glob("trial-*.weights.pt")
+        if (m := _WEIGHTS.fullmatch(p.name)) and p.resolve() not in spared
+    }
     if len(files) <= keep:
         return []
     values = {number: value_of(number) for number in files}

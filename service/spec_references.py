@@ -42,6 +42,17 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
     return spec.model_copy(update=pinned) if pinned else spec
 
 
+def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:
+    """The weights files that studies start from (``init: {kind: study}``, pinned at creation):
+    HPO_KEEP_WEIGHTS must not delete them."""
+    pinned = set()
+    for spec in session.execute(select(StudyRecord.spec)).scalars():
+        init = spec.get("init") or {}
+        if init.get("kind") == "study" and init.get("weights"):
+            pinned.add((artifact_root / init["weights"]).resolve())
+    return pinned
+
+
 def _check_dataset(spec: StudySpec, settings: Settings) -> None:
     """An image folder stays inside HPO_DATA_DIR (symlinks too), has the class folders named, and
     enough images of each class for the k-fold folds."""

@@ -25,6 +25,7 @@ from service.optuna_internals import trial_cache
 from service.search_strategy import build_pruner, build_sampler
 from service.settings import Settings
 from service.spec import StudySpec
+from service.spec_references import pinned_weights
 from service.sweeper import sweep_stale_trials
 from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
@@ -147,7 +148,9 @@ class SlotLoop:
             trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
             return trial.value if trial.state == TrialState.COMPLETE else None
 
-        removed = prune_weights(study_dir, keep, value_of)
+        with self.db.session() as session:
+            pinned = pinned_weights(session, self.settings.artifact_dir)
+        removed = prune_weights(study_dir, keep, value_of, pinned)
         if removed:
             log.info(
                 "study %s: removed the weights of trials %s (HPO_KEEP_WEIGHTS=%s)", study.study_name, removed, keep

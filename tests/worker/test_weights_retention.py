@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ from optuna.trial import TrialState
 
 from objectives.train import TrainResult
 from service.settings import get_settings
-from tests.worker.helpers import new_study, run_slot, trials
+from tests.worker.helpers import new_study, run_slot, set_status, slot_loop, trials
 from worker.objective import TrialObjective
+from worker.slots import TrialQuota
 
 
 def _lr_is_the_accuracy(_data: Any, config: Any, *, report: Any, weights_path: Path, **_: Any) -> TrainResult:
@@ -43,3 +45,24 @@ def test_only_the_best_trials_keep_their_weights(db, monkeypatch):
     root = get_settings().artifact_dir.resolve()
     kept = sorted(p.name for p in root.rglob("*.weights.pt"))
     assert kept == sorted(f"trial-{t.number}.weights.pt" for t in best_two)
+
+
+def test_weights_another_study_starts_from_are_never_pruned(db, monkeypatch):
+    monkeypatch.setenv("HPO_KEEP_WEIGHTS", "1")
+    get_settings.cache_clear()
+    worst = {"lr": 0.0001, "batch_size": 32, "aug_strength": 0.0}  # trial 0: the lowest accuracy the space allows
+    new_study(
+        db, max_trials=4, epochs=1, pruner={"name": "none"}, sampler={"name": "random", "seed": 4}, enqueue=[worst]
+    )
+    first = slot_loop(db, ZeroCost)
+    first.quota = TrialQuota(multiprocessing.get_context(), 1)
+    first.run()
+    new_study(db, name="fine", init={"kind": "study", "study": "s"})  # pins trial 0's weights
+    set_status(db, "fine", "pause")
+    run_slot(db, ZeroCost)  # trials 1-3 of s, each pruning the weights of all but the best
+
+    done = trials(db, "s")
+    best = max(done, key=lambda t: t.value or 0.0)
+    root = get_settings().artifact_dir.resolve()
+    kept = sorted(p.name for p in root.rglob("*.weights.pt"))
+    assert kept == sorted({"trial-0.weights.pt", f"trial-{best.number}.weights.pt"})
