@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Subquery, select
+from sqlalchemy import Select, Subquery, bindparam, select
 from sqlalchemy.orm import Session
 
 from service.models import StudyRecord, StudyStatus
@@ -113,9 +113,12 @@ def _records_with(stats: Subquery, name: str | None) -> Select[Any]:
     return query if name is None else query.where(StudyRecord.name == name)
 
 
+_BUDGET_OF_ONE = select(budget_stats(bindparam("study_name")))  # built once: building it cost more than running it
+
+
 def read_budget(session: Session, name: str) -> tuple[Budget, int | None]:
     """The budget counts of the study called ``name`` and its Optuna id (None if it has no Optuna study)."""
-    row = session.execute(select(budget_stats(name))).first()
+    row = session.execute(_BUDGET_OF_ONE, {"study_name": name}).first()
     return Budget.of(row), None if row is None else int(row.optuna_id)
 
 

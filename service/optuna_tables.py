@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import BindParameter
 
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
 COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
@@ -59,9 +60,10 @@ def study_stats(study_name: str | None = None, *, with_best_value: bool = True) 
     return query.subquery("optuna_stats")
 
 
-def budget_stats(study_name: str | None = None) -> Subquery:
-    """Per Optuna study (or just ``study_name``): ``name``, ``optuna_id``, ``trials`` (all of them),
-    ``running``, ``waiting`` and ``retries``: what a budget decision needs, read from indexes.
+def budget_stats(study_name: str | BindParameter[str] | None = None) -> Subquery:
+    """Per Optuna study (or just ``study_name``, a name or a bound parameter): ``name``,
+    ``optuna_id``, ``trials`` (all of them), ``running``, ``waiting`` and ``retries``: what a
+    budget decision needs, read from indexes.
 
     Each figure costs the same whatever the study's size: Optuna numbers a study's trials 0, 1,
     2, ... in creation order under a lock on the study's row, so the count is the highest number

@@ -87,24 +87,28 @@ def storage_joins(storage: RDBStorage, connection: Connection) -> Iterator[None]
         storage.scoped_session.remove()  # this thread's next storage call gets a session of its own again
 
 
-def create_trial(storage: TunedRDBStorage, study_id: int) -> int:
+def create_trial(storage: TunedRDBStorage, study_id: int) -> FrozenTrial:
     """Create a RUNNING trial as the storage's ``create_new_trial`` does, without its retry (see
-    pop_waiting_trial), and return its id."""
-    return int(storage._create_new_trial(study_id)._trial_id)
+    pop_waiting_trial), and return it."""
+    return storage._create_new_trial(study_id)
 
 
-def cache_claimed_trial(storage: BaseStorage, study_id: int, claimed_trial_id: int) -> None:
+def cache_claimed_trial(
+    storage: BaseStorage, study_id: int, claimed_trial_id: int, claimed: FrozenTrial | None = None
+) -> None:
     """Tell the trial cache about a trial this process claimed, once the claim has committed.
 
     The cache must know a trial before parameters are set through it. The claim creates or
     pops the trial on the storage itself (Optuna's pop would read the whole study through the
     cache, under the lock); this adds the one trial, as the cache's ``create_new_trial`` does
     for a trial it creates, and marks it unfinished, as the cache's own read of a running
-    trial does, so that later reads refresh it.
+    trial does, so that later reads refresh it. ``claimed``: the trial as the claim wrote it,
+    when the claim knows it whole (one it created); otherwise it is read (six statements).
     """
     if not isinstance(storage, _CachedStorage):
         return
-    claimed = storage._backend.get_trial(claimed_trial_id)
+    if claimed is None:
+        claimed = storage._backend.get_trial(claimed_trial_id)
     with storage._lock:
         info = storage._studies.setdefault(study_id, _StudyInfo())
         storage._add_trials_to_cache(study_id, [claimed])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -54,9 +55,10 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
         with storage_joins(db.storage, lock.session.connection()) if one_transaction else nullcontext():
             waiting = waiting_trial_ids(lock.session, optuna_id) if budget.waiting else []
             trial_id = pop_waiting_trial(db.storage, waiting)
-            from_waiting_queue = trial_id is not None
+            from_waiting_queue, created = trial_id is not None, None
             if trial_id is None and budget.slots_taken < record.max_trials:
-                trial_id = create_trial(db.storage, optuna_id)
+                created = create_trial(db.storage, optuna_id)
+                trial_id = created._trial_id
         if trial_id is None:
             return None
         claimed = trial_id
@@ -68,7 +70,9 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
         committed = lock.release(first_writes)
         if one_transaction and not committed:
             return None  # the trial went with the transaction; the slot looks for work again
-        cache_claimed_trial(storage, optuna_id, trial_id)
+        if created is not None:  # what first_writes stored, as a read would return it
+            created.user_attrs = json.loads(json.dumps(dict(attrs)))
+        cache_claimed_trial(storage, optuna_id, trial_id, created)
         return Claim(trial_id, record, budget, from_waiting_queue, first_beat_committed=committed)
     finally:
         lock.release()

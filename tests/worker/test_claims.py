@@ -50,6 +50,17 @@ def test_waiting_trials_are_claimed_before_new_ones_and_the_budget_is_exact(db):
     assert len(db.storage.get_all_trials(db.storage.get_study_id_from_name("s"))) == 2
 
 
+def test_the_trial_cache_holds_each_claimed_trial_as_the_database_does(db):
+    """A created trial is cached from what the claim wrote (not read back); a popped one is read."""
+    cached, _ = setup(db, max_trials=2, enqueue=[WARM])
+    study_id = db.storage.get_study_id_from_name("s")
+    for claim in (claim_trial(db, "s", cached, {"worker": "w:1"}), claim_trial(db, "s", cached, {"worker": "w:2"})):
+        assert claim is not None
+        stored = db.storage.get_trial(claim.trial_id)
+        in_cache = cached._studies[study_id].trials[stored.number]  # what the sampler reads until a refresh
+        assert in_cache == stored  # every field: number, state, start, params, attributes, values
+
+
 def test_a_paused_study_gives_no_claim(db):
     cached, _ = setup(db)
     set_status(db, "s", "pause")
