@@ -12,14 +12,16 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.storages._heartbeat import BaseHeartbeat, HeartbeatThread, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.storages._rdb import models
 from optuna.study._tell import _tell_with_warning
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.optuna_internals import TunedRDBStorage
@@ -87,10 +89,42 @@ def storage_joins(storage: RDBStorage, connection: Connection) -> Iterator[None]
         storage.scoped_session.remove()  # this thread's next storage call gets a session of its own again
 
 
-def create_trial(storage: TunedRDBStorage, study_id: int) -> FrozenTrial:
-    """Create a RUNNING trial as the storage's ``create_new_trial`` does, without its retry (see
-    pop_waiting_trial), and return it."""
-    return storage._create_new_trial(study_id)
+def create_trial(storage: TunedRDBStorage, study_id: int, connection: Connection | None = None) -> FrozenTrial:
+    """Create a RUNNING trial as the storage's ``create_new_trial`` does and return it.
+
+    With ``connection`` (PostgreSQL: the claim's), in its transaction, in two statements whose
+    cost does not grow with the study: Optuna's lock on its study row, which every creation
+    of a trial (an enqueue, a retry) takes, then an insert that numbers the trial from an
+    index (the highest number plus one: Optuna numbers trials 0, 1, 2, ... under that lock).
+    Optuna's own creation counts the trials before the new one, reading the whole study
+    while the claim holds its lock. Without (SQLite), Optuna's, committed on the storage's
+    connection, without its retry (see pop_waiting_trial).
+    """
+    if connection is None:
+        return storage._create_new_trial(study_id)
+    study, trial = models.StudyModel, models.TrialModel
+    connection.execute(select(study.study_id).where(study.study_id == study_id).with_for_update())
+    started = datetime.now()  # naive local time, as Optuna writes it
+    number = select(func.coalesce(func.max(trial.number) + 1, 0)).where(trial.study_id == study_id).scalar_subquery()
+    row = connection.execute(
+        insert(trial)
+        .values(number=number, study_id=study_id, state=TrialState.RUNNING, datetime_start=started)
+        .returning(trial.trial_id, trial.number)
+    ).one()
+    return FrozenTrial(
+        number=row.number,
+        state=TrialState.RUNNING,
+        value=None,
+        values=None,
+        datetime_start=started,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=row.trial_id,
+    )
 
 
 def cache_claimed_trial(

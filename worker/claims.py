@@ -57,7 +57,7 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
             trial_id = pop_waiting_trial(db.storage, waiting)
             from_waiting_queue, created = trial_id is not None, None
             if trial_id is None and budget.slots_taken < record.max_trials:
-                created = create_trial(db.storage, optuna_id)
+                created = create_trial(db.storage, optuna_id, lock.session.connection() if one_transaction else None)
                 trial_id = created._trial_id
         if trial_id is None:
             return None

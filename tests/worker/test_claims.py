@@ -61,6 +61,19 @@ def test_the_trial_cache_holds_each_claimed_trial_as_the_database_does(db):
         assert in_cache == stored  # every field: number, state, start, params, attributes, values
 
 
+def test_claimed_and_enqueued_trials_are_numbered_as_optuna_numbers_them(db):
+    """A claim numbers its trial itself (from an index); Optuna numbers an enqueued one (by counting):
+    mixed, they stay 0, 1, 2, ... in creation order."""
+    cached, study = setup(db, max_trials=5)
+    for step in ("claim", "enqueue", "claim", "claim", "enqueue", "claim"):  # the claims after an enqueue pop it
+        if step == "enqueue":
+            study.enqueue_trial(WARM, skip_if_exists=False)
+        else:
+            assert claim_trial(db, "s", cached, {"worker": "w"}) is not None
+    created = sorted(db.storage.get_all_trials(study._study_id, deepcopy=False), key=lambda t: t._trial_id)
+    assert [t.number for t in created] == list(range(4))
+
+
 def test_a_paused_study_gives_no_claim(db):
     cached, _ = setup(db)
     set_status(db, "s", "pause")
