@@ -212,17 +212,18 @@ def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tupl
     return budget.trials, trials_page(session.connection(), optuna_id, offset, limit)
 
 
-def best_trial(*, session: Session, storage: BaseStorage, name: str) -> dict[str, Any]:
-    """The best completed trial: number, value, params, the config that reproduces it, metrics."""
+def best_trial(*, session: Session, storage: BaseStorage, name: str, tallies: StudyTallies) -> dict[str, Any]:
+    """The best completed trial: number, value, params, the config that reproduces it, metrics.
+
+    ``tallies`` finds it from the trials finished since its last look, not from every trial's value.
+    """
     record, _budget, optuna_id = _record_and_budget(session, name)
+    best_id = None if optuna_id is None else tallies.best_trial_id(session, optuna_id)
     session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
-    no_trial = StudyConflictError(f"study {name!r} has no completed trial yet")
-    if optuna_id is None:
-        raise no_trial
+    if best_id is None:
+        raise StudyConflictError(f"study {name!r} has no completed trial yet")
     try:
-        best = storage.get_best_trial(optuna_id)
-    except ValueError:  # Optuna's answer when no trial has completed
-        raise no_trial from None
+        best = storage.get_trial(best_id)
     except (KeyError, IndexError):
         raise _gone_or(session, name) from None
     config = best.user_attrs.get("config")

@@ -72,9 +72,9 @@ def list_trials(
 
 
 @router.get("/{name}/best", response_model=BestOut, responses=answers(404, 409))
-def best(name: str, session: SessionDep, storage: StorageDep) -> BestOut:
+def best(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
-    return BestOut(**studies.best_trial(session=session, storage=storage, name=name))
+    return BestOut(**studies.best_trial(session=session, storage=storage, name=name, tallies=tallies))
 
 
 @router.get(
@@ -85,12 +85,11 @@ def best(name: str, session: SessionDep, storage: StorageDep) -> BestOut:
         200: {"content": {"application/octet-stream": {}}, "description": "the best trial's state_dict"},
     },
 )
-def best_model(name: str, session: SessionDep, storage: StorageDep) -> FileResponse:
+def best_model(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDep) -> FileResponse:
     """The best trial's final weights: a state_dict for ``torch.load(..., weights_only=True)``
     (404 until a completed trial has them)."""
-    path, number = best_model_file(
-        session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir.resolve()
-    )
+    root = get_settings().artifact_dir.resolve()
+    path, number = best_model_file(session=session, storage=storage, name=name, artifact_root=root, tallies=tallies)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-trial-{number}.pt")
 
 

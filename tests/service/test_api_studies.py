@@ -158,6 +158,28 @@ def test_best_is_409_before_any_completed_trial_then_returns_the_config(api, db)
     assert status["best_value"] == 0.42 and status["counts"]["complete"] == 2 and status["finished"] == 2
 
 
+def test_best_follows_the_trials_finished_since_its_last_answer(api, db):
+    """GET /best reads the trials finished since it last looked (the API's tallies), not every value."""
+    api.post("/studies", json=make_spec(max_trials=20))
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+
+    def finish(trial: optuna.Trial, value: float) -> None:
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        study.tell(trial, value)
+
+    def best_number() -> int:
+        return api.get("/studies/cifar-search/best").json()["trial_number"]
+
+    for value in (0.3, 0.5, 0.2):
+        finish(study.ask(), value)
+    assert best_number() == 1
+    running = study.ask()  # trial 3: unfinished at the next answer, then the best
+    finish(study.ask(), 0.5)
+    assert best_number() == 1  # of equal values, the earlier trial
+    finish(running, 0.9)
+    assert best_number() == 3 == study.best_trial.number
+
+
 def test_trials_are_paginated_with_intermediate_values(api, db):
     api.post("/studies", json=make_spec())
     study = optuna.load_study(study_name="cifar-search", storage=db.storage)
