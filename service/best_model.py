@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from service.artifacts import study_artifact_dir, weights_file
 from service.errors import StudyConflictError, StudyNotFoundError
 from service.models import StudyRecord
-from service.studies import best_trial
 from service.study_tallies import StudyTallies
+from service.study_trials import best_trial
 
 
 class NoModelError(StudyNotFoundError):

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Select, Subquery, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from service.models import StudyRecord, StudyStatus
 from service.optuna_tables import COUNTED_STATES, budget_stats, optuna_ids, study_stats
@@ -95,7 +96,7 @@ def records_with_stats(name: str) -> Select[Any]:
     return _records_with(study_stats(name), name)
 
 
-def records_with_budget(name: str | None = None) -> Select[Any]:
+def records_with_budget(name: str | BindParameter[str] | None = None) -> Select[Any]:
     """Each study's record (or the one called ``name``) with its budget_stats columns: the cheap
     read for decisions."""
     return _records_with(budget_stats(name), name)
@@ -106,7 +107,7 @@ def records_with_optuna_ids() -> Select[Any]:
     return _records_with(optuna_ids(), None)
 
 
-def _records_with(stats: Subquery, name: str | None) -> Select[Any]:
+def _records_with(stats: Subquery, name: str | BindParameter[str] | None) -> Select[Any]:
     """Records outer-joined to per-study ``stats`` (``optuna_id`` is None while a study has no
     Optuna side: being created or deleted)."""
     query = select(StudyRecord, stats).outerjoin(stats, stats.c.name == StudyRecord.name)

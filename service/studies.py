@@ -9,23 +9,20 @@ holds one connection while it waits for another.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.artifacts import remove_study_artifacts
 from service.budget import (
-    Budget,
     Progress,
     mark_completed_if_spent,
-    records_with_budget,
     records_with_optuna_ids,
     records_with_stats,
 )
@@ -36,7 +33,6 @@ from service.settings import get_settings
 from service.spec import StudySpec
 from service.spec_references import pin_references
 from service.study_tallies import StudyTallies
-from service.trial_pages import trials_page
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -201,72 +197,3 @@ def remove_study(*, session: Session, storage: BaseStorage, name: str, artifact_
     session.commit()
     if identity is not None:
         remove_study_artifacts(artifact_root, *identity)
-
-
-def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tuple[int, list[optuna.trial.FrozenTrial]]:
-    """One page of the study's trials, by number, and the total count: a page costs the same
-    few queries however many trials the study holds (an empty page if the study goes meanwhile)."""
-    _record, budget, optuna_id = _record_and_budget(session, name)
-    if optuna_id is None:
-        return 0, []
-    return budget.trials, trials_page(session.connection(), optuna_id, offset, limit)
-
-
-def best_trial(*, session: Session, storage: BaseStorage, name: str, tallies: StudyTallies) -> dict[str, Any]:
-    """The best completed trial: number, value, params, the config that reproduces it, metrics.
-
-    ``tallies`` finds it from the trials finished since its last look, not from every trial's value.
-    """
-    record, _budget, optuna_id = _record_and_budget(session, name)
-    best_id = None if optuna_id is None else tallies.best_trial_id(session, optuna_id)
-    session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
-    if best_id is None:
-        raise StudyConflictError(f"study {name!r} has no completed trial yet")
-    try:
-        best = storage.get_trial(best_id)
-    except (KeyError, IndexError):
-        raise _gone_or(session, name) from None
-    config = best.user_attrs.get("config")
-    if config is None:  # trials run before configs were recorded
-        config = StudySpec.model_validate(record.spec).training_config(best.params).model_dump(mode="json")
-    return {
-        "trial_number": best.number,
-        "value": best.value,
-        "params": best.params,
-        "config": config,
-        "metrics": best.user_attrs.get("metrics", {}),
-    }
-
-
-def _record_and_budget(session: Session, name: str) -> tuple[StudyRecord, Budget, int | None]:
-    """The study's record, its budget counts and Optuna id, read from indexes (no per-state
-    counts: a read that needs only these does not scan the study); StudyNotFoundError if none."""
-    row = session.execute(records_with_budget(name).where(StudyRecord.status.not_in(IN_PROGRESS))).first()
-    if row is None:
-        raise StudyNotFoundError(f"no study named {name!r}")
-    return row.StudyRecord, Budget.of(row), row.optuna_id
-
-
-def _gone_or(session: Session, name: str) -> Exception:
-    """StudyNotFoundError if the study was deleted meanwhile, else a conflict naming the race."""
-    try:
-        get_study(session=session, name=name)
-    except StudyNotFoundError as gone:
-        return gone
-    return StudyConflictError(f"study {name!r} changed while it was read; try again")
-
-
-def trial_as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """A trial as the API shows it."""
-    return {
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "params": trial.params,
-        "value": trial.value,
-        "intermediate_values": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
-        "user_attrs": json.loads(json.dumps(trial.user_attrs, default=str)),
-        "retry_of": RetryHeartbeatStaleTrialCallback.retried_trial_number(trial),
-        "error": trial.user_attrs.get("error"),  # why a FAIL failed (worker.runner records it)
-        "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
-        "datetime_complete": trial.datetime_complete.isoformat() if trial.datetime_complete else None,
-    }

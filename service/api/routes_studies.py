@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import FileResponse
 from pydantic import TypeAdapter
 
-from service import studies
+from service import studies, study_trials
 from service.api.deps import SessionDep, StorageDep, TalliesDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
 from service.best_model import best_model_file
@@ -66,15 +66,15 @@ def list_trials(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """A page of trials by number, with per-epoch validation accuracy."""
-    total, page = studies.list_trials(session=session, name=name, offset=offset, limit=limit)
-    trials = [TrialOut(**studies.trial_as_dict(t)) for t in page]
+    total, page = study_trials.list_trials(session=session, name=name, offset=offset, limit=limit)
+    trials = [TrialOut(**study_trials.trial_as_dict(t)) for t in page]
     return json_response(TRIAL_PAGE, TrialPage(total=total, offset=offset, limit=limit, trials=trials))
 
 
 @router.get("/{name}/best", response_model=BestOut, responses=answers(404, 409))
 def best(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
-    return BestOut(**studies.best_trial(session=session, storage=storage, name=name, tallies=tallies))
+    return BestOut(**study_trials.best_trial(session=session, storage=storage, name=name, tallies=tallies))
 
 
 @router.get(

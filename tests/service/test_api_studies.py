@@ -260,7 +260,7 @@ def test_a_page_of_trials_costs_the_same_queries_whatever_the_study_holds(api):
 def test_a_page_holds_what_optuna_itself_reads_for_those_trials(api, db):
     """service/trial_pages.py reads Optuna's tables itself: every part of a trial must come back as
     Optuna's loader returns it, special values (infinities, NaN) and each kind of distribution included."""
-    from service.studies import trial_as_dict
+    from service.study_trials import trial_as_dict
     from service.trial_pages import trials_page
 
     api.post("/studies", json=make_spec())
