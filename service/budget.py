@@ -16,6 +16,7 @@ separately, nothing can drift: a worker killed at any moment leaves the numbers 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Select, Subquery, bindparam, select
@@ -73,9 +74,9 @@ class Progress:
         best = getattr(stats, "best_value", None)
         return cls(counts, int(getattr(stats, "retries", None) or 0), None if best is None else float(best))
 
-    @property
+    @cached_property
     def budget(self) -> Budget:
-        """The same counts as a Budget."""
+        """The same counts as a Budget (computed once: a list of 200 studies asks for it 600 times)."""
         counts = self.counts
         return Budget(sum(counts.values()), counts["running"], counts["waiting"], self.retries)
 
