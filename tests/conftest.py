@@ -78,6 +78,16 @@ def training_config(params: dict, *, epochs: int, seed: int = 0, objective: str 
     return TrainingConfig(objective=objective, dataset=source, epochs=epochs, seed=seed, params=params)
 
 
+class StopTraining(Exception):
+    """Raised by ``stop_after_first_epoch``: stands in for pruning or a worker's death."""
+
+
+def stop_after_first_epoch(epoch: int, _accuracy: float) -> None:
+    """A ``report`` callback for ``objectives.train`` that stops the run once epoch 1 is saved."""
+    if epoch == 1:
+        raise StopTraining
+
+
 def make_spec(name: str = "cifar-search", **overrides):
     """A valid study spec on the bundled sample, small enough for tests."""
     spec = {

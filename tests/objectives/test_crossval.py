@@ -12,7 +12,7 @@ from objectives.checkpoint import find_resumable
 from objectives.config import TrainingConfig
 from objectives.data import DatasetError, load_dataset
 from objectives.train import train
-from tests.conftest import DATA_ROOT, training_config
+from tests.conftest import DATA_ROOT, StopTraining, stop_after_first_epoch, training_config
 
 SMALL = {"width": 0.0625, "lr": 0.003, "batch_size": 64, "aug_strength": 0.2}
 THREE_FOLDS = {"kind": "kfold", "folds": 3, "seed": 0}
@@ -77,17 +77,9 @@ def test_a_stopped_k_fold_run_resumes_every_fold_exactly(tmp_path):
     data = _data(THREE_FOLDS, per_class=40)
     config = training_config(SMALL, epochs=3, seed=2)
     full = train(data, config)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(epoch: int, _acc: float) -> None:
-        if epoch == 1:
-            raise Stop
-
     checkpoint = tmp_path / "trial-0.pt"
-    with pytest.raises(Stop):
-        train(data, config, checkpoint_path=checkpoint, report=stop_after_first)
+    with pytest.raises(StopTraining):
+        train(data, config, checkpoint_path=checkpoint, report=stop_after_first_epoch)
     found = find_resumable(checkpoint)
     assert found.epoch == 1 and len(found.history) == 1
     resumed = train(data, config, checkpoint_path=checkpoint, resume_from=found.path)

@@ -10,7 +10,7 @@ from objectives.data import Split
 from objectives.evaluate import _shifted
 from objectives.model import build_cnn
 from objectives.train import MIN_ONE_CYCLE_STEPS, evaluate, train
-from tests.conftest import training_config
+from tests.conftest import StopTraining, stop_after_first_epoch, training_config
 
 FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}
 
@@ -27,17 +27,9 @@ def test_model_learns_well_above_chance(small_data):
 
 def test_resumed_run_ends_identical_to_uninterrupted(tiny_data, tmp_path):
     full = train(tiny_data, training_config(FAST, epochs=3, seed=7))
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(epoch: int, _acc: float) -> None:
-        if epoch == 1:
-            raise Interrupt
-
     ckpt = tmp_path / "state.pt"
-    with pytest.raises(Interrupt):
-        train(tiny_data, training_config(FAST, epochs=3, seed=7), checkpoint_path=ckpt, report=stop_after_first)
+    with pytest.raises(StopTraining):
+        train(tiny_data, training_config(FAST, epochs=3, seed=7), checkpoint_path=ckpt, report=stop_after_first_epoch)
     assert checkpoint_epoch(ckpt) == 1
     resumed_epochs: list[int] = []
     resumed = train(
