@@ -15,8 +15,8 @@ from typing import Any
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import (
-    BigInteger,
     CompoundSelect,
+    Integer,
     Select,
     Subquery,
     and_,
@@ -27,12 +27,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter
 
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
+LARGEST_ID = 2**31 - 1  # Optuna's ids are 32-bit integers
 COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
 
 
@@ -95,34 +97,52 @@ def budget_stats(study_name: str | BindParameter[str] | None = None) -> Subquery
     return query.subquery("budget_stats")
 
 
-def trials_to_tally(above: Mapping[int, int], pending: Collection[int], dialect: str) -> CompoundSelect[Any]:
-    """Per trial: ``study_id``, ``trial_id``, ``state``, ``value`` (objective 0) and ``is_retry``,
-    for the trials of each study in ``above`` whose id is above the given one, and the trials
-    ``pending`` (service/study_tallies.py).
+def trials_to_tally(
+    above: Mapping[int, int], pending: Collection[int], dialect: str
+) -> tuple[CompoundSelect[Any], dict[str, Any]]:
+    """A statement and its parameters: per trial ``study_id``, ``trial_id``, ``state``, ``value``
+    (objective 0) and ``is_retry``, for the trials of each study in ``above`` whose id is above
+    the given one, and the trials ``pending`` (service/study_tallies.py).
 
-    On PostgreSQL the studies and their ids travel as two arrays, so the statement's text is the
-    same for any number of studies (compiled once; building one condition per study cost
+    On PostgreSQL the studies, their ids and the pending trials travel as arrays, so one
+    statement, built once, serves any number of studies (building one condition per study cost
     18 ms per request at 200 studies). SQLite, the single-machine default, gets the conditions.
     """
+    if dialect == "postgresql":
+        arrays = {"study_ids": list(above), "above_ids": list(above.values()), "pending_ids": list(pending)}
+        return _TALLY_ON_POSTGRESQL, arrays
+    trial = models.TrialModel
+    conditions = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
+    rows = _rows_to_tally()
+    return rows.where(or_(false(), *conditions)).union(rows.where(trial.trial_id.in_(list(pending)))), {}
+
+
+def _rows_to_tally() -> Select[Any]:
     trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
     is_retry = select(mark.trial_id).where(mark.trial_id == trial.trial_id, mark.key == RETRY_OF).exists()
-    rows = select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry")).outerjoin(
+    return select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry")).outerjoin(
         value, (value.trial_id == trial.trial_id) & (value.objective == 0)
     )
-    unfinished = rows.where(trial.trial_id.in_(list(pending)))
-    if dialect != "postgresql":
-        conditions = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
-        return rows.where(or_(false(), *conditions)).union(unfinished)
-    ids = ARRAY(BigInteger)
+
+
+def _tally_on_postgresql() -> CompoundSelect[Any]:
+    trial, ids = models.TrialModel, ARRAY(Integer)  # the type of Optuna's id columns
     marks = (
-        func.unnest(
-            cast(bindparam("study_ids", list(above)), ids), cast(bindparam("above_ids", list(above.values())), ids)
-        )
+        func.unnest(cast(bindparam("study_ids"), ids), cast(bindparam("above_ids"), ids))
         .table_valued("study_id", "above_id")
         .render_derived()
     )
-    newer = rows.join(marks, (trial.study_id == marks.c.study_id) & (trial.trial_id > marks.c.above_id))
-    return newer.union(unfinished)
+    # Each study's condition as one range of the (study_id, trial_id) index (hpo_ix_trials_study_trial):
+    # (study, above) < (study_id, trial_id) <= (study, LARGEST_ID). Written as study_id = s AND
+    # trial_id > a, the planner scanned every trial of the study at every request (7 ms at 20,000).
+    key = tuple_(trial.study_id, trial.trial_id)
+    in_range = (key > tuple_(marks.c.study_id, marks.c.above_id)) & (key <= tuple_(marks.c.study_id, LARGEST_ID))
+    rows = _rows_to_tally()
+    pending = trial.trial_id == func.any(cast(bindparam("pending_ids"), ids))
+    return rows.join(marks, in_range).union(rows.where(pending))
+
+
+_TALLY_ON_POSTGRESQL = _tally_on_postgresql()
 
 
 def optuna_ids() -> Subquery:

@@ -23,7 +23,6 @@ from service.artifacts import remove_study_artifacts
 from service.budget import (
     Progress,
     mark_completed_if_spent,
-    records_with_optuna_ids,
     records_with_stats,
 )
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
@@ -32,7 +31,6 @@ from service.search_strategy import build_pruner, build_sampler
 from service.settings import get_settings
 from service.spec import StudySpec
 from service.spec_references import pin_references
-from service.study_tallies import StudyTallies
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -123,21 +121,6 @@ def get_study(*, session: Session, name: str) -> StudyView:
     view = _view(row)
     session.commit()  # a study whose budget was spent was just marked completed
     return view
-
-
-def list_studies(*, session: Session, tallies: StudyTallies) -> list[StudyView]:
-    """Every study, newest first (those being created or deleted are not shown), in two queries
-    whatever their number: the records, then the trials ``tallies`` has not counted yet."""
-    shown = records_with_optuna_ids().where(StudyRecord.status.not_in(IN_PROGRESS))
-    rows = list(session.execute(shown.order_by(StudyRecord.created_at.desc())))
-    progress = tallies.progress(session, [row.optuna_id for row in rows if row.optuna_id is not None])
-    views = []
-    for row in rows:
-        view = StudyView(row.StudyRecord, progress.get(row.optuna_id) or Progress.of(None), row.optuna_id)
-        mark_completed_if_spent(view.record, view.progress.budget)
-        views.append(view)
-    session.commit()  # studies whose budget was spent were just marked completed
-    return views
 
 
 def _view(row: Any) -> StudyView:

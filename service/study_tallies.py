@@ -36,10 +36,12 @@ class _Tally:
     best_value: float | None = None
     best_trial_id: int | None = None  # the COMPLETE trial with best_value (the earliest of equals)
     pending: dict[int, tuple[str, bool]] = field(default_factory=dict)  # trial id -> (state, is a retry)
+    _progress: Progress | None = None  # progress() as of the last add
 
     def add(self, trial_id: int, state: TrialState, value: float | None, is_retry: bool) -> None:
         """Count a trial read from the database (again, if it was pending)."""
         self.through_id = max(self.through_id, trial_id)
+        self._progress = None
         if state in UNFINISHED:
             self.pending[trial_id] = (state.name.lower(), is_retry)
             return
@@ -50,11 +52,14 @@ class _Tally:
             self.best_value, self.best_trial_id = value, trial_id
 
     def progress(self) -> Progress:
-        """The counts as Progress (what study_stats would say)."""
-        counts = Counter({state: 0 for state in COUNTED_STATES}) + self.finished
-        counts.update(state for state, _ in self.pending.values())
-        retries = self.finished_retries + sum(is_retry for _, is_retry in self.pending.values())
-        return Progress({state: counts[state] for state in COUNTED_STATES}, retries, self.best_value)
+        """The counts as Progress (what study_stats would say); kept until a trial is added."""
+        if self._progress is None:
+            counts = {state: self.finished[state] for state in COUNTED_STATES}
+            for state, _ in self.pending.values():
+                counts[state] += 1
+            retries = self.finished_retries + sum(is_retry for _, is_retry in self.pending.values())
+            self._progress = Progress(counts, retries, self.best_value)
+        return self._progress
 
 
 class StudyTallies:
@@ -86,5 +91,6 @@ def _read(session: Session, tallies: dict[int, _Tally]) -> None:
     above = {sid: tally.through_id for sid, tally in tallies.items()}
     pending = [trial_id for tally in tallies.values() for trial_id in tally.pending]
     dialect = session.get_bind().dialect.name
-    for row in session.execute(trials_to_tally(above, pending, dialect)):
+    statement, parameters = trials_to_tally(above, pending, dialect)
+    for row in session.execute(statement, parameters):
         tallies[row.study_id].add(row.trial_id, row.state, row.value, row.is_retry)

@@ -22,6 +22,7 @@ from service.database import Database
 from service.db_retry import call_with_retry
 from service.migrate import migrate_from_settings
 from service.settings import get_settings
+from service.study_list import SpecCache
 from service.study_tallies import StudyTallies
 from service.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
 
@@ -34,6 +35,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     database = app.state.database = Database.from_settings(settings, role="api")
     app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
+    app.state.specs = SpecCache()  # specs for GET /studies, decoded once
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     await asyncio.to_thread(call_with_retry, lambda: database.storage)  # built now, before requests share the pool
     # What start-up built lives as long as the process: out of the collector's way, a full

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.api.auth import Role, may, role_of
 from service.database import Database
 from service.settings import Settings, get_settings
+from service.study_list import SpecCache
 from service.study_tallies import StudyTallies
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -41,6 +42,15 @@ def get_tallies(request: Request) -> StudyTallies:
 
 
 TalliesDep = Annotated[StudyTallies, Depends(get_tallies)]
+
+
+def get_specs(request: Request) -> SpecCache:
+    """The app's decoded specs by study (service.study_list), kept for GET /studies."""
+    specs: SpecCache = request.app.state.specs
+    return specs
+
+
+SpecsDep = Annotated[SpecCache, Depends(get_specs)]
 
 
 def get_storage(database: DatabaseDep) -> RDBStorage:

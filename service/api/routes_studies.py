@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import FileResponse
 from pydantic import TypeAdapter
 
-from service import studies, study_trials
-from service.api.deps import SessionDep, StorageDep, TalliesDep, authorize
+from service import studies, study_list, study_trials
+from service.api.deps import SessionDep, SpecsDep, StorageDep, TalliesDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
 from service.best_model import best_model_file
 from service.settings import get_settings
@@ -46,10 +46,10 @@ def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> S
 
 
 @router.get("", response_model=list[StudyOut])
-def list_studies(session: SessionDep, tallies: TalliesDep) -> Response:
+def list_studies(session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> Response:
     """Every study with its status and progress, newest first."""
-    views = studies.list_studies(session=session, tallies=tallies)
-    return json_response(STUDY_LIST, [StudyOut.from_view(view) for view in views])
+    summaries = study_list.list_studies(session=session, tallies=tallies, specs=specs)
+    return json_response(STUDY_LIST, [StudyOut.from_summary(summary) for summary in summaries])
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel
 
 from service.settings import get_settings
 from service.studies import StudyView
+from service.study_list import StudySummary, summarise
 
 
 class StudyOut(BaseModel):
@@ -28,33 +29,37 @@ class StudyOut(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @field_validator("created_at", "updated_at")
-    @classmethod
-    def _in_utc(cls, moment: datetime) -> datetime:
-        """SQLite hands back naive datetimes; they were stored in UTC, and JSON needs the offset."""
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
     @classmethod
     def from_view(cls, view: StudyView) -> StudyOut:
         """Build from the data layer's view of a study."""
-        record, progress = view.record, view.progress
-        settings = get_settings()
+        return cls.from_summary(summarise(view))
+
+    @classmethod
+    def from_summary(cls, study: StudySummary) -> StudyOut:
+        """Build from a study's summary without validating again what the service wrote itself
+        (at 200 studies per list, validation cost 5 ms)."""
+        settings, progress = get_settings(), study.progress
         base = (settings.dashboard_url or settings.api_url).rstrip("/")
-        return cls(
-            name=record.name,
-            status=record.status,
-            status_reason=record.status_reason,
-            spec=record.spec,
-            max_trials=record.max_trials,
-            priority=record.priority,
+        return cls.model_construct(
+            name=study.name,
+            status=study.status,
+            status_reason=study.status_reason,
+            spec=study.spec,
+            max_trials=study.max_trials,
+            priority=study.priority,
             finished=progress.finished,
             slots_taken=progress.slots_taken,
             counts=progress.counts,
             best_value=progress.best_value,
-            dashboard_url=f"{base}/dashboard/studies/{view.optuna_id}" if view.optuna_id is not None else None,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
+            dashboard_url=f"{base}/dashboard/studies/{study.optuna_id}" if study.optuna_id is not None else None,
+            created_at=_in_utc(study.created_at),
+            updated_at=_in_utc(study.updated_at),
         )
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored in UTC, and JSON needs the offset."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class TrialOut(BaseModel):

@@ -202,6 +202,27 @@ def test_delete_removes_study_and_optuna_study(api, db):
     assert api.post("/studies", json=make_spec()).status_code == 201  # the name is free again
 
 
+def test_the_list_shows_a_study_created_again_under_its_old_name_with_its_new_spec(api):
+    """GET /studies decodes each spec once per process (service/study_list.SpecCache)."""
+    api.post("/studies", json=make_spec(epochs=2))
+    assert api.get("/studies").json()[0]["spec"]["epochs"] == 2
+    api.delete("/studies/cifar-search")
+    assert api.get("/studies").json() == []
+    api.post("/studies", json=make_spec(epochs=3))
+    assert [s["spec"]["epochs"] for s in api.get("/studies").json()] == [3]
+
+
+def test_the_list_marks_a_study_whose_budget_is_spent_completed(api, db):
+    api.post("/studies", json=make_spec(max_trials=1))
+    before = api.get("/studies/cifar-search").json()
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+    study.tell(study.ask(), 0.5)  # the budget's one trial, finished without a worker
+    listed = api.get("/studies").json()[0]
+    assert listed["status"] == "completed" and listed["finished"] == 1 and listed["best_value"] == 0.5
+    assert listed["updated_at"] > before["updated_at"]
+    assert api.get("/studies/cifar-search").json()["status"] == "completed"  # written, not only shown
+
+
 def test_healthz(api):
     assert api.get("/healthz").json() == {"status": "ok", "database": "ok"}
 
