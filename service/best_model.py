@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optuna.storages import BaseStorage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,16 +18,14 @@ class NoModelError(StudyNotFoundError):
     """The study has no best trial with weights (yet, or any more): 404."""
 
 
-def best_model_file(
-    *, session: Session, storage: BaseStorage, name: str, artifact_root: Path, tallies: StudyTallies
-) -> tuple[Path, int]:
+def best_model_file(*, session: Session, name: str, artifact_root: Path, tallies: StudyTallies) -> tuple[Path, int]:
     """The best trial's weights file and its trial number; NoModelError when there is none.
 
     The file is found from the study's own folder and the trial's number, never from a path
     stored in the database, so no request can make the API read outside HPO_ARTIFACT_DIR.
     """
     try:
-        best = best_trial(session=session, storage=storage, name=name, tallies=tallies)
+        best = best_trial(session=session, name=name, tallies=tallies)
     except StudyConflictError as exc:
         raise NoModelError(str(exc)) from None
     number = int(best["trial_number"])

@@ -104,11 +104,13 @@ def trials_to_tally(
     (objective 0) and ``is_retry``, for the trials of each study in ``above`` whose id is above
     the given one, and the trials ``pending`` (service/study_tallies.py).
 
-    On PostgreSQL the studies, their ids and the pending trials travel as arrays, so one
-    statement, built once, serves any number of studies (building one condition per study cost
-    18 ms per request at 200 studies). SQLite, the single-machine default, gets the conditions.
+    For several studies on PostgreSQL, the studies, their ids and the pending trials travel as
+    arrays, so one statement, built once, serves any number of studies (building one condition
+    per study cost 18 ms per request at 200 studies). One study (GET /best), or SQLite, the
+    single-machine default, gets a condition per study: its values in the statement let
+    PostgreSQL's planner choose the index range (it cannot look into the arrays).
     """
-    if dialect == "postgresql":
+    if dialect == "postgresql" and len(above) > 1:
         arrays = {"study_ids": list(above), "above_ids": list(above.values()), "pending_ids": list(pending)}
         return _TALLY_ON_POSTGRESQL, arrays
     trial = models.TrialModel

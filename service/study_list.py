@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from service.budget import Progress, is_spent, mark_completed_if_spent
+from service.errors import StudyNotFoundError
 from service.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.optuna_tables import optuna_ids
 from service.studies import StudyView
@@ -71,11 +72,17 @@ class SpecCache:
         self._lock = threading.Lock()
 
     def decoded(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        """Each row's spec (its ``id`` and ``spec_json``), decoding only those not seen before;
-        studies not among ``rows`` are forgotten (deleted)."""
+        """Each row's spec (its ``id`` and ``spec_json``), decoding only those not seen before."""
         with self._lock:
-            self._specs = {row.id: self._specs.get(row.id) or json.loads(row.spec_json) for row in rows}
+            for row in rows:
+                if row.id not in self._specs:
+                    self._specs[row.id] = json.loads(row.spec_json)
             return [self._specs[row.id] for row in rows]
+
+    def keep_only(self, ids: set[int]) -> None:
+        """Forget the specs of the studies not among ``ids`` (deleted)."""
+        with self._lock:
+            self._specs = {key: spec for key, spec in self._specs.items() if key in ids}
 
 
 _STUDY_COLUMNS = (
@@ -95,6 +102,7 @@ _LISTED = (  # built once; the spec as the stored text, so that the driver does 
     .where(StudyRecord.status.not_in(IN_PROGRESS))
     .order_by(StudyRecord.created_at.desc())
 )
+_NAMED = _LISTED.where(StudyRecord.name == bindparam("study_name"))
 
 
 def list_studies(*, session: Session, tallies: StudyTallies, specs: SpecCache) -> list[StudySummary]:
@@ -102,7 +110,25 @@ def list_studies(*, session: Session, tallies: StudyTallies, specs: SpecCache) -
     whatever their number: the records, then the trials ``tallies`` has not counted yet. A study
     whose budget is spent is marked completed (the only case that reads its record again)."""
     rows = session.execute(_LISTED).all()
+    specs.keep_only({row.id for row in rows})
     progress = tallies.progress(session, [row.optuna_id for row in rows if row.optuna_id is not None])
+    return _summaries(session, rows, progress, specs)
+
+
+def get_study_summary(*, session: Session, tallies: StudyTallies, specs: SpecCache, name: str) -> StudySummary:
+    """The study called ``name`` as the list shows it, its progress from ``tallies`` (not from
+    every trial of it, as service.studies.get_study reads it); StudyNotFoundError if none."""
+    row = session.execute(_NAMED, {"study_name": name}).first()
+    if row is None:
+        raise StudyNotFoundError(f"no study named {name!r}")
+    progress = {} if row.optuna_id is None else {row.optuna_id: tallies.progress_of(session, row.optuna_id)}
+    return _summaries(session, [row], progress, specs)[0]
+
+
+def _summaries(
+    session: Session, rows: Sequence[Any], progress: dict[int, Progress], specs: SpecCache
+) -> list[StudySummary]:
+    """The rows with their progress; those whose budget is spent are marked completed (and committed)."""
     summaries = []
     for row, spec in zip(rows, specs.decoded(rows), strict=True):
         study = progress.get(row.optuna_id) or Progress.of(None)
@@ -112,5 +138,5 @@ def list_studies(*, session: Session, tallies: StudyTallies, specs: SpecCache) -
             mark_completed_if_spent(record, study.budget)
             session.flush()  # sets updated_at
         summaries.append(_summary(source, spec, study, row.optuna_id))
-    session.commit()  # studies whose budget was spent were just marked completed
+    session.commit()
     return summaries

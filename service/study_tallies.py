@@ -76,14 +76,21 @@ class StudyTallies:
             _read(session, self._tallies)
             return {sid: tally.progress() for sid, tally in self._tallies.items()}
 
+    def progress_of(self, session: Session, optuna_id: int) -> Progress:
+        """The Progress of one Optuna study (GET /studies/{name}), the others' tallies kept."""
+        return self._one(session, optuna_id).progress()
+
     def best_trial_id(self, session: Session, optuna_id: int) -> int | None:
         """The id of this Optuna study's best COMPLETE trial (the earliest of equals; None if it has
         none yet), after reading what changed in it since last time: GET /best without reading
         every trial's value, as Optuna's ``get_best_trial`` does."""
+        return self._one(session, optuna_id).best_trial_id
+
+    def _one(self, session: Session, optuna_id: int) -> _Tally:
         with self._lock:
             tally = self._tallies.setdefault(optuna_id, _Tally())
             _read(session, {optuna_id: tally})
-            return tally.best_trial_id
+            return tally
 
 
 def _read(session: Session, tallies: dict[int, _Tally]) -> None:

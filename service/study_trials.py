@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
@@ -21,7 +21,7 @@ from service.models import IN_PROGRESS, StudyRecord
 from service.spec import StudySpec
 from service.studies import get_study
 from service.study_tallies import StudyTallies
-from service.trial_pages import trials_page
+from service.trial_pages import trial_by_id, trials_page
 
 
 def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tuple[int, list[optuna.trial.FrozenTrial]]:
@@ -33,20 +33,18 @@ def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tupl
     return budget.trials, trials_page(session.connection(), optuna_id, offset, limit)
 
 
-def best_trial(*, session: Session, storage: BaseStorage, name: str, tallies: StudyTallies) -> dict[str, Any]:
+def best_trial(*, session: Session, name: str, tallies: StudyTallies) -> dict[str, Any]:
     """The best completed trial: number, value, params, the config that reproduces it, metrics.
 
     ``tallies`` finds it from the trials finished since its last look, not from every trial's value.
     """
     record, _budget, optuna_id = _record_and_budget(session, name)
     best_id = None if optuna_id is None else tallies.best_trial_id(session, optuna_id)
-    session.commit()  # the read's transaction ends here: the storage reads on a connection of its own
     if best_id is None:
         raise StudyConflictError(f"study {name!r} has no completed trial yet")
-    try:
-        best = storage.get_trial(best_id)
-    except (KeyError, IndexError):
-        raise _gone_or(session, name) from None
+    best = trial_by_id(session.connection(), best_id)
+    if best is None:
+        raise _gone_or(session, name)
     config = best.user_attrs.get("config")
     if config is None:  # trials run before configs were recorded
         config = StudySpec.model_validate(record.spec).training_config(best.params).model_dump(mode="json")

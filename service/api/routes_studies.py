@@ -53,9 +53,9 @@ def list_studies(session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> R
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)
-def get_study(name: str, session: SessionDep) -> StudyOut:
+def get_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
     """One study: spec, status, budget, counts by trial state, best value."""
-    return StudyOut.from_view(studies.get_study(session=session, name=name))
+    return StudyOut.from_summary(study_list.get_study_summary(session=session, tallies=tallies, specs=specs, name=name))
 
 
 @router.get("/{name}/trials", response_model=TrialPage, responses=NOT_FOUND)
@@ -72,9 +72,9 @@ def list_trials(
 
 
 @router.get("/{name}/best", response_model=BestOut, responses=answers(404, 409))
-def best(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDep) -> BestOut:
+def best(name: str, session: SessionDep, tallies: TalliesDep) -> BestOut:
     """The best trial by validation accuracy, and the config that reproduces it with `hpo train`."""
-    return BestOut(**study_trials.best_trial(session=session, storage=storage, name=name, tallies=tallies))
+    return BestOut(**study_trials.best_trial(session=session, name=name, tallies=tallies))
 
 
 @router.get(
@@ -85,11 +85,11 @@ def best(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDe
         200: {"content": {"application/octet-stream": {}}, "description": "the best trial's state_dict"},
     },
 )
-def best_model(name: str, session: SessionDep, storage: StorageDep, tallies: TalliesDep) -> FileResponse:
+def best_model(name: str, session: SessionDep, tallies: TalliesDep) -> FileResponse:
     """The best trial's final weights: a state_dict for ``torch.load(..., weights_only=True)``
     (404 until a completed trial has them)."""
     root = get_settings().artifact_dir.resolve()
-    path, number = best_model_file(session=session, storage=storage, name=name, artifact_root=root, tallies=tallies)
+    path, number = best_model_file(session=session, name=name, artifact_root=root, tallies=tallies)
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-trial-{number}.pt")
 
 

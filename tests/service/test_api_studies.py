@@ -6,9 +6,10 @@ import json
 
 import optuna
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from service.database import Database
+from service.models import StudyRecord
 from tests.conftest import make_spec
 
 
@@ -220,7 +221,32 @@ def test_the_list_marks_a_study_whose_budget_is_spent_completed(api, db):
     listed = api.get("/studies").json()[0]
     assert listed["status"] == "completed" and listed["finished"] == 1 and listed["best_value"] == 0.5
     assert listed["updated_at"] > before["updated_at"]
-    assert api.get("/studies/cifar-search").json()["status"] == "completed"  # written, not only shown
+    with db.sessions() as session:  # written, not only shown
+        assert session.scalars(select(StudyRecord.status)).one() == "completed"
+
+
+def test_one_study_and_the_list_count_its_trials_alike_as_they_change(api, db):
+    """GET /studies/{name} and GET /studies share the API's tallies (service/study_tallies.py):
+    reading one study must neither lose nor double-count what the list has counted."""
+    for name in ("a", "b"):
+        api.post("/studies", json=make_spec(name, max_trials=10))
+    a, b = (optuna.load_study(study_name=name, storage=db.storage) for name in ("a", "b"))
+
+    def shown() -> dict[str, tuple]:
+        one = {name: api.get(f"/studies/{name}").json() for name in ("a", "b")}
+        listed = {s["name"]: s for s in api.get("/studies").json()}
+        assert {n: (s["counts"], s["best_value"]) for n, s in one.items()} == {
+            n: (s["counts"], s["best_value"]) for n, s in listed.items()
+        }
+        return {n: (s["counts"]["complete"], s["counts"]["running"], s["best_value"]) for n, s in listed.items()}
+
+    running = a.ask()
+    a.tell(a.ask(), 0.4)
+    assert shown() == {"a": (1, 1, 0.4), "b": (0, 0, None)}
+    a.tell(running, 0.6)
+    b.tell(b.ask(), 0.2)
+    assert api.get("/studies/a").json()["counts"]["complete"] == 2  # read alone first
+    assert shown() == {"a": (2, 0, 0.6), "b": (1, 0, 0.2)}
 
 
 def test_healthz(api):
