@@ -134,8 +134,9 @@ def study_status(*, session: Session, name: str) -> str | None:
     return session.execute(select(StudyRecord.status).where(StudyRecord.name == name)).scalar_one_or_none()
 
 
-def change_status(*, session: Session, name: str, action: str) -> StudyView:
-    """Apply pause, resume or stop; StudyConflictError if the study's status does not allow it."""
+def change_status(*, session: Session, name: str, action: str) -> StudyRecord:
+    """Apply pause, resume or stop and return the record as changed; StudyConflictError if the
+    study's status does not allow it."""
     sources, target = TRANSITIONS[action]
     query = select(StudyRecord).where(StudyRecord.name == name, StudyRecord.status.not_in(IN_PROGRESS))
     record = session.execute(query.with_for_update()).scalar_one_or_none()
@@ -147,7 +148,7 @@ def change_status(*, session: Session, name: str, action: str) -> StudyView:
     record.status_reason = None  # a user's decision replaces the failure guard's (service/failures.py)
     record.consecutive_failures = 0
     session.commit()
-    return get_study(session=session, name=name)
+    return record
 
 
 def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> None:

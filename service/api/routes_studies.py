@@ -93,9 +93,10 @@ def best_model(name: str, session: SessionDep, tallies: TalliesDep) -> FileRespo
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-trial-{number}.pt")
 
 
-def _status_route(action: str) -> Callable[[str, SessionDep], StudyOut]:
-    def change(name: str, session: SessionDep) -> StudyOut:
-        return StudyOut.from_view(studies.change_status(session=session, name=name, action=action))
+def _status_route(action: str) -> Callable[[str, SessionDep, TalliesDep, SpecsDep], StudyOut]:
+    def change(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
+        studies.change_status(session=session, name=name, action=action)
+        return get_study(name, session, tallies, specs)
 
     change.__doc__ = {
         "pause": "Stop handing out new trials; running ones finish.",

@@ -145,8 +145,8 @@ def test_a_study_whose_trials_keep_failing_is_paused_with_the_reason_before_it_b
 
     with db.sessions() as session:  # the user fixed the data and resumes: the guard starts afresh
         resumed = change_status(session=session, name="bad-data", action="resume")
-    assert resumed.record.status == "running" and resumed.record.status_reason is None
-    assert resumed.record.consecutive_failures == 0
+    assert resumed.status == "running" and resumed.status_reason is None
+    assert resumed.consecutive_failures == 0
 
 
 def test_a_trial_that_does_not_fail_ends_the_run_of_failures(db):
