@@ -130,9 +130,15 @@ def may_start(record: StudyRecord, budget: Budget) -> bool:
     return record.status == StudyStatus.RUNNING and (waiting or budget.slots_taken < record.max_trials)
 
 
-def is_spent(max_trials: int, budget: Budget) -> bool:
+def is_spent(record: StudyRecord, budget: Budget) -> bool:
     """The budget is used up and nothing is left running or waiting."""
-    return budget.slots_taken >= max_trials and budget.active == 0
+    return budget.slots_taken >= record.max_trials and budget.active == 0
+
+
+def completes_now(study: Any, budget: Budget) -> bool:
+    """A running (or paused) study, a StudyRecord or a row with its ``status`` and ``max_trials``,
+    whose budget is spent: it is to be marked completed."""
+    return study.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(study, budget)
 
 
 def mark_completed_if_spent(record: StudyRecord, budget: Budget) -> bool:
@@ -140,6 +146,6 @@ def mark_completed_if_spent(record: StudyRecord, budget: Budget) -> bool:
 
     The change is the caller's to commit (the record belongs to the caller's session).
     """
-    if record.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(record.max_trials, budget):
+    if completes_now(record, budget):
         record.status = StudyStatus.COMPLETED
     return record.status == StudyStatus.COMPLETED

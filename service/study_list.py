@@ -1,4 +1,4 @@
-"""GET /studies: every study with its progress, in two queries and little Python per study.
+"""GET /studies and GET /studies/{name}: studies with their progress, in two queries and little Python per study.
 
 At 200 studies the list cost the API 45 ms of Python and SQL per request on a 2-vCPU VM
 (docs/benchmarks.md §7): the ORM building a record per study, the driver decoding every stored
@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
-from service.budget import Progress, is_spent, mark_completed_if_spent
+from service.budget import Progress, completes_now, mark_completed_if_spent
 from service.errors import StudyNotFoundError
-from service.models import IN_PROGRESS, StudyRecord, StudyStatus
+from service.models import IN_PROGRESS, StudyRecord
 from service.optuna_tables import optuna_ids
 from service.studies import StudyView
 from service.study_tallies import StudyTallies
@@ -44,7 +44,7 @@ class StudySummary:
 
 
 def summarise(view: StudyView) -> StudySummary:
-    """The summary of one study read through the ORM (GET /studies/{name}, POST, pause...)."""
+    """The summary of one study read through the ORM (what POST /studies answers)."""
     return _summary(view.record, view.record.spec, view.progress, view.optuna_id)
 
 
@@ -133,7 +133,7 @@ def _summaries(
     for row, spec in zip(rows, specs.decoded(rows), strict=True):
         study = progress.get(row.optuna_id) or Progress.of(None)
         source: Any = row
-        if row.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(row.max_trials, study.budget):
+        if completes_now(row, study.budget):
             record = source = session.get_one(StudyRecord, row.id)
             mark_completed_if_spent(record, study.budget)
             session.flush()  # sets updated_at
