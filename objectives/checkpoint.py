@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from objectives.files import save_atomically
-from objectives.model import NORMALISATION
+from objectives.shapes import NORMALISATION
 
 
 @dataclass

@@ -2,19 +2,21 @@
 
 Adding an init kind: its model below (and in ``InitSpec``), and a branch in
 ``init_weights_file`` (where its file is). Importing this module loads no torch: the service
-uses ``init_weights_file`` to check a spec before any worker runs it.
+uses ``init_weights_file`` and ``check_weights_fit`` to check a spec before any worker runs it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from objectives.paths import DataPathError, check_relative, resolve_under
 from objectives.registry import get_objective
+from objectives.shapes import NORMALISATION, backbone_shapes, misfit
+from objectives.state_file import StateFileError, read_state_shapes
 from objectives.strict import StrictModel, StudyName
 
 if TYPE_CHECKING:
@@ -144,6 +146,20 @@ def _where_from(init: Init) -> str:
     return "under HPO_DATA_DIR"
 
 
+def check_weights_fit(path: Path, objective: str, params: dict[str, Any]) -> None:
+    """InitError if the state_dict at ``path`` cannot start ``objective``'s model at ``params``
+    (read without torch: objectives.state_file; files only torch can read pass, for the worker)."""
+    try:
+        found = read_state_shapes(path)
+    except StateFileError as exc:
+        raise InitError(f"init: {exc}") from None
+    if found is not None:
+        found = {k: v for k, v in found.items() if k not in NORMALISATION}
+        problem = misfit(found, backbone_shapes(objective, params), get_objective(objective).head, path.name)
+        if problem is not None:
+            raise InitError(f"init: {problem}")
+
+
 def load_initial_weights(model: nn.Module, path: Path, head: str) -> list[str]:
     """Copy the state_dict at ``path`` (loaded with ``weights_only=True``) into ``model``.
 
@@ -163,25 +179,11 @@ def load_initial_weights(model: nn.Module, path: Path, head: str) -> list[str]:
         state = state["model"]  # a training checkpoint (objectives.checkpoint) holds the model under "model"
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InitError(f"init: {path.name} does not hold a state_dict (a dict of tensors)")
-    from objectives.model import NORMALISATION  # the pixel statistics are the training set's, not the file's
-
-    state = {k: v for k, v in state.items() if k not in NORMALISATION}
+    state = {k: v for k, v in state.items() if k not in NORMALISATION}  # the training set's, not the file's
     own = {k: v for k, v in model.state_dict().items() if k not in NORMALISATION}
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        raise InitError(f"init: {path.name} holds {unexpected[0]!r}, which this model lacks (another architecture?)")
-    kept, loaded = [], {}
-    for name, tensor in own.items():
-        if name.startswith(head):
-            kept.append(name)
-        elif name not in state:
-            raise InitError(f"init: {path.name} lacks {name!r} (another architecture?)")
-        elif state[name].shape == tensor.shape:
-            loaded[name] = state[name]
-        else:
-            raise InitError(
-                f"init: {name!r} in {path.name} has shape {tuple(state[name].shape)}, the model needs "
-                f"{tuple(tensor.shape)} (a different width or stem?)"
-            )
-    model.load_state_dict(loaded, strict=False)
-    return kept
+    backbone = {k: tuple(v.shape) for k, v in own.items() if not k.startswith(head)}
+    problem = misfit({k: tuple(v.shape) for k, v in state.items()}, backbone, head, path.name)
+    if problem is not None:
+        raise InitError(f"init: {problem}")
+    model.load_state_dict({name: state[name] for name in backbone}, strict=False)
+    return [name for name in own if name.startswith(head)]

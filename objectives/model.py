@@ -16,13 +16,7 @@ import torch
 from torch import nn
 
 from objectives.registry import get_objective
-
-BASE_CHANNELS = (64, 128, 256, 512)
-
-
-def channels_for(width: float) -> list[int]:
-    """Channel counts of the four blocks at a width multiplier (at least 8 each)."""
-    return [max(8, round(c * width)) for c in BASE_CHANNELS]
+from objectives.shapes import channels_for
 
 
 def build_cnn(*, width: float = 0.25, num_classes: int = 10) -> nn.Sequential:
@@ -58,13 +52,12 @@ class Architecture:
     """How to build an objective's model, and its parts as fine-tuning sees them.
 
     ``blocks(model)``: the leading blocks ``freeze`` counts, input side first (objectives.registry
-    gives their number); ``head``: the classifier's state_dict prefix, never taken from starting
-    weights (it belongs to their task) and trained at the full learning rate.
+    gives their number, and the classifier head's state_dict prefix, which trains at the full
+    learning rate).
     """
 
     build: Callable[[dict[str, Any], int], nn.Module]  # (params, number of classes) -> model
     blocks: Callable[[nn.Module], list[nn.Module]]
-    head: str
 
 
 def _cnn_blocks(model: nn.Module) -> list[nn.Module]:
@@ -77,22 +70,18 @@ def _resnet_blocks(model: nn.Module) -> list[nn.Module]:
     return [nn.ModuleList(parts[:2]), *parts[2:]]  # the stem, then the four stages
 
 
-# Adding an objective: its model here, its parameters in objectives/registry.py (OBJECTIVES).
+# Adding an objective: its model here, its parameters in objectives/registry.py (OBJECTIVES), its
+# weights' shapes in objectives/shapes.py.
 ARCHITECTURES: dict[str, Architecture] = {
     "cnn": Architecture(
         build=lambda params, classes: build_cnn(width=params["width"], num_classes=classes),
         blocks=_cnn_blocks,
-        head="18.",
     ),
     "resnet18": Architecture(
         build=lambda params, classes: build_resnet18(small_stem=params["small_stem"], num_classes=classes),
         blocks=_resnet_blocks,
-        head="fc.",
     ),
 }
-
-
-NORMALISATION = ("input_mean", "input_std")  # buffers: the training set's per-channel pixel statistics
 
 
 def build_model(objective: str, params: dict[str, Any], num_classes: int) -> nn.Module:

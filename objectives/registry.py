@@ -32,14 +32,18 @@ class Param:
 @dataclass(frozen=True)
 class Objective:
     """A trainable objective: a name, its parameters, how many leading blocks ``freeze`` can
-    freeze (all of them: only the classifier head trains), and the torchvision weights it can
-    start from (name -> file name in torch's hub cache)."""
+    freeze (all of them: only the classifier head trains), the torchvision weights it can
+    start from (name -> file name in torch's hub cache), the state_dict prefix of its
+    classifier head (never taken from starting weights: it belongs to their task) and the
+    parameters that change its weights' shapes (starting weights fix them)."""
 
     name: str
     doc: str
+    head: str
     params: dict[str, Param] = field(default_factory=dict)
     blocks: int = 0
     torchvision_weights: dict[str, str] = field(default_factory=dict)
+    shape_params: tuple[str, ...] = ()
 
     def default_params(self) -> dict[str, Any]:
         """Every parameter at its default value."""
@@ -139,20 +143,25 @@ _RESNET18_PARAMS = [
     *_transfer_params(blocks=5),
 ]
 
-# Adding an objective: its parameters here, its model in objectives/model.py (ARCHITECTURES).
+# Adding an objective: its parameters here, its model in objectives/model.py (ARCHITECTURES) and
+# its weights' shapes in objectives/shapes.py (BACKBONE_SHAPES).
 OBJECTIVES: dict[str, Objective] = {
     "cnn": Objective(
         name="cnn",
         doc="The seed article's 4-block CNN (conv3x3-BN-ReLU-maxpool x4, global pooling, linear).",
+        head="18.",
         params={p.name: p for p in _CNN_PARAMS},
         blocks=4,
+        shape_params=("width",),
     ),
     "resnet18": Objective(
         name="resnet18",
         doc="torchvision's ResNet-18 (stem, 4 stages of 2 basic blocks, global pooling, linear).",
+        head="fc.",
         params={p.name: p for p in _RESNET18_PARAMS},
         blocks=5,  # the stem and the four stages
         torchvision_weights={"ResNet18_Weights.IMAGENET1K_V1": "resnet18-f37072fd.pth"},
+        shape_params=("small_stem",),
     ),
 }
 

@@ -29,6 +29,7 @@ from objectives.evaluate import evaluate, evaluate_ensemble, prepare
 from objectives.files import save_atomically
 from objectives.init import load_initial_weights
 from objectives.model import ARCHITECTURES, build_model
+from objectives.registry import get_objective
 
 MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
 
@@ -161,11 +162,10 @@ def _build_model(
 ) -> nn.Module:
     """The objective's model, from ``init_weights`` if given, with ``hp["freeze"]`` leading blocks frozen."""
     torch.manual_seed(seed)
-    architecture = ARCHITECTURES[objective]
     model = build_model(objective, hp, num_classes)
     if init_weights is not None:
-        load_initial_weights(model, Path(init_weights), architecture.head)
-    for block in architecture.blocks(model)[: hp["freeze"]]:
+        load_initial_weights(model, Path(init_weights), get_objective(objective).head)
+    for block in ARCHITECTURES[objective].blocks(model)[: hp["freeze"]]:
         block.requires_grad_(False)
     # channels_last speeds convolutions up on CPU (oneDNN, about 1.5x here) as well as on CUDA
     return model.to(device).to(memory_format=torch.channels_last)
@@ -173,7 +173,7 @@ def _build_model(
 
 def _param_groups(model: nn.Module, objective: str, hp: dict) -> list[dict[str, Any]]:
     """The trainable parameters: the backbone at lr x backbone_lr_scale, the head at lr."""
-    head = ARCHITECTURES[objective].head
+    head = get_objective(objective).head
     backbone = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(head)]
     classifier = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head)]
     groups = [{"params": backbone, "lr": hp["lr"] * hp["backbone_lr_scale"]}, {"params": classifier, "lr": hp["lr"]}]

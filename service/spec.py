@@ -125,6 +125,13 @@ class StudySpec(StrictModel):
         objective = get_objective(self.objective)
         defaults = {k: _ENTRY.validate_python(v) for k, v in objective.default_search_space().items()}
         self.search_space = {**defaults, **self.search_space}
+        if not isinstance(self.init, ScratchInit):
+            shaping = [k for k in objective.shape_params if k in self.searched()]
+            if shaping:
+                raise ValueError(
+                    f"search_space.{shaping[0]}: starting weights (init) fix the model's shape, so"
+                    f" {shaping[0]} takes one value, not a range"
+                )
         if self.sampler.name == "grid":
             bad = [k for k, e in self.searched().items() if not isinstance(e, Categorical)]
             if bad:

@@ -19,7 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from objectives.config import ImageFolderDataset, KFold, capped_counts, check_classes
-from objectives.init import FileInit, InitError, StudyInit, TorchvisionInit, init_weights_file
+from objectives.init import (
+    FileInit,
+    InitError,
+    StudyInit,
+    TorchvisionInit,
+    check_weights_fit,
+    init_weights_file,
+)
 from objectives.paths import IMAGE_SUFFIXES, DataPathError, resolve_under
 from service.artifacts import study_artifact_dir, weights_file
 from service.errors import SpecError
@@ -35,8 +42,11 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
     pinned: dict[str, Any] = {}
     if isinstance(spec.init, StudyInit):
         pinned["init"] = _pin_study_init(session, storage, spec, settings)
+        _check_fit(settings.artifact_dir / pinned["init"].weights, spec, "init.study")
     elif isinstance(spec.init, FileInit | TorchvisionInit):
-        _require_weights_file(spec, settings)
+        weights = _require_weights_file(spec, settings)
+        if weights is not None:
+            _check_fit(weights, spec, "init")
     if spec.enqueue_from is not None:
         pinned["enqueue"] = _with_configs_from(session, storage, spec)
     return spec.model_copy(update=pinned) if pinned else spec
@@ -84,9 +94,10 @@ def _image_count(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _require_weights_file(spec: StudySpec, settings: Settings) -> None:
+def _require_weights_file(spec: StudySpec, settings: Settings) -> Path | None:
+    """The weights file ``spec.init`` names; None where a worker may still download it."""
     try:
-        init_weights_file(
+        return init_weights_file(
             spec.init,
             objective=spec.objective,
             data_dir=settings.data_dir,
@@ -95,8 +106,16 @@ def _require_weights_file(spec: StudySpec, settings: Settings) -> None:
         )
     except InitError as exc:
         if isinstance(spec.init, TorchvisionInit) and settings.allow_download:
-            return
+            return None
         raise SpecError("init", str(exc).removeprefix("init: ").removeprefix("init.weights: ")) from None
+
+
+def _check_fit(weights: Path, spec: StudySpec, field: str) -> None:
+    """SpecError naming ``field`` unless the tensors in ``weights`` fit the model the spec trains."""
+    try:
+        check_weights_fit(weights, spec.objective, spec.fixed())
+    except InitError as exc:
+        raise SpecError(field, str(exc).removeprefix("init: ")) from None
 
 
 def _earlier_study(session: Session, field: str, name: str, objective: str) -> StudyRecord:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from objectives.augment import augment
-from objectives.model import build_cnn, channels_for
+from objectives.model import build_cnn
+from objectives.shapes import channels_for
 
 
 def _batch(small_data, n: int = 64) -> torch.Tensor:

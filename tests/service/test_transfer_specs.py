@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+from objectives.model import build_model
 from tests.conftest import make_spec
 
 TORCHVISION = {"kind": "torchvision", "weights": "ResNet18_Weights.IMAGENET1K_V1"}
@@ -49,15 +51,39 @@ def test_an_earlier_study_must_have_a_completed_trial_and_the_same_objective(api
     assert [s["name"] for s in api.get("/studies").json()] == ["pre"]
 
 
-def test_a_weights_file_under_the_data_dir_is_accepted(api, tmp_path, monkeypatch):
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "x.pt").write_bytes(b"checked by the worker when it loads")
+def test_a_weights_file_is_accepted_only_if_it_fits_the_model(api, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.save(build_model("cnn", {"width": 0.125}, num_classes=3).state_dict(), weights / "x.pt")
+    torch.save(build_model("cnn", {"width": 0.25}, num_classes=3).state_dict(), weights / "wide.pt")
+    (weights / "junk.pt").write_bytes(b"not a torch file")
     monkeypatch.setenv("HPO_DATA_DIR", str(tmp_path))
     from service.settings import get_settings
 
     get_settings.cache_clear()
-    spec = make_spec("t", dataset={"kind": "cifar10"}, init={"kind": "file", "path": "weights/x.pt"})
-    answer = api.post("/studies", json=spec)
+
+    def create(path: str, **overrides):
+        init = {"kind": "file", "path": path}
+        return api.post("/studies", json=make_spec("t", dataset={"kind": "cifar10"}, init=init, **overrides))
+
+    refusals = [
+        (
+            create("weights/wide.pt"),
+            ["body", "init"],
+            "'0.weight' in wide.pt has shape (16, 3, 3, 3), the model needs (8, 3, 3, 3)",
+        ),
+        (create("weights/junk.pt"), ["body", "init"], "junk.pt is not a readable state_dict"),
+        (
+            create("weights/x.pt", search_space={"width": {"type": "categorical", "choices": [0.125, 0.25]}}),
+            ["body"],  # a whole-spec check: its message names the field
+            "search_space.width: starting weights (init) fix the model's shape, so width takes one value",
+        ),
+    ]
+    for answer, loc, message in refusals:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"] == loc and message in answer.text
+    assert api.get("/studies").json() == []
+    answer = create("weights/x.pt")
     assert answer.status_code == 201, answer.text
     assert answer.json()["spec"]["init"] == {"kind": "file", "path": "weights/x.pt"}
 
@@ -94,3 +120,20 @@ def test_enqueue_from_takes_an_earlier_study_s_best_configs_restricted_to_this_s
     too_many = make_spec("u", enqueue_from={"study": "pre", "top": 3}, max_trials=2)
     answer = api.post("/studies", json=too_many)
     assert answer.status_code == 422 and "max_trials is 2" in answer.text
+
+
+def test_imagenet_weights_need_imagenet_s_stem(api, tmp_path, monkeypatch):
+    """No network here: the file is made in the hub-cache layout, as torchvision would download it."""
+    from torchvision.models import resnet18
+
+    from objectives.registry import OBJECTIVES
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    file = tmp_path / "hub" / "checkpoints" / OBJECTIVES["resnet18"].torchvision_weights[TORCHVISION["weights"]]
+    file.parent.mkdir(parents=True)
+    torch.save(resnet18(num_classes=1000).state_dict(), file)
+    small = make_spec("t", objective="resnet18", search_space={}, init=TORCHVISION)
+    answer = api.post("/studies", json=small)  # small_stem defaults to true: a 3x3 first convolution
+    assert answer.status_code == 422 and "'conv1.weight'" in answer.text and "(64, 3, 7, 7)" in answer.text
+    imagenet = make_spec("t", objective="resnet18", search_space={"small_stem": False}, init=TORCHVISION)
+    assert api.post("/studies", json=imagenet).status_code == 201

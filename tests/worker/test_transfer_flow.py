@@ -61,6 +61,10 @@ def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
         init={"kind": "study", "study": "pre"},
         enqueue_from={"study": "pre", "top": 1},
     )
+    wider = api.post("/studies", json={**fine_tune, "search_space": {**space, "width": 0.25}})
+    assert wider.status_code == 422, wider.text  # pre trained width 0.125: its weights fit no other width
+    assert wider.json()["detail"][0]["loc"] == ["body", "init", "study"]
+    assert "has shape (8, 3, 3, 3), the model needs (16, 3, 3, 3)" in wider.text
     created = api.post("/studies", json=fine_tune)
     assert created.status_code == 201, created.text
     init = created.json()["spec"]["init"]

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from optuna.trial import TrialState
 
+from objectives.model import build_model
 from objectives.train import TrainResult
 from service.settings import get_settings
 from tests.worker.helpers import new_study, run_slot, set_status, slot_loop, trials
@@ -17,11 +19,11 @@ from worker.slots import TrialQuota
 
 
 def _lr_is_the_accuracy(_data: Any, config: Any, *, report: Any, weights_path: Path, **_: Any) -> TrainResult:
-    """Zero-cost training whose validation accuracy is its learning rate, writing weights as training does."""
+    """Zero-cost training whose validation accuracy is its learning rate, writing untrained weights as training does."""
     accuracy = config.params["lr"]
     report(1, accuracy)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    weights_path.write_bytes(b"weights")
+    torch.save(build_model(config.objective, config.params, num_classes=10).state_dict(), weights_path)
     return TrainResult(
         accuracy, accuracy, loss=0.0, epochs=1, seconds=0.0, images_per_second=0.0, device="cpu", threads=1
     )
