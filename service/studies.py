@@ -156,8 +156,14 @@ def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_
 
     The row is marked ``deleting`` first, in one statement: of several concurrent deletes one
     wins and the others find no study (404). If this process dies half-way, the API's sweep
-    finishes the deletion.
+    finishes the deletion. StudyConflictError (409) while another study starts from this one's
+    weights (``init: {kind: study}``): deleting them would fail its trials and its best config.
     """
+    dependents = studies_starting_from(session, name)
+    if dependents:
+        raise StudyConflictError(
+            f"cannot delete study {name!r}: study {dependents[0]!r} starts from its weights (init); delete that first"
+        )
     mark = (
         update(StudyRecord)
         .where(StudyRecord.name == name, StudyRecord.status.not_in(IN_PROGRESS))
@@ -168,6 +174,17 @@ def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_
     if not marked:
         raise StudyNotFoundError(f"no study named {name!r}")
     remove_study(session=session, storage=storage, name=name, artifact_root=artifact_root)
+
+
+def studies_starting_from(session: Session, name: str) -> list[str]:
+    """The studies, by name, whose ``init`` is the weights of study ``name``."""
+    init = StudyRecord.spec["init"]
+    statement = select(StudyRecord.name).where(
+        init["kind"].as_string() == "study",
+        init["study"].as_string() == name,
+        StudyRecord.status != StudyStatus.DELETING,
+    )
+    return sorted(session.scalars(statement))
 
 
 def remove_study(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> None:

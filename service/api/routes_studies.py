@@ -117,7 +117,8 @@ for _action in studies.TRANSITIONS:
     )
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=answers(404, 409))
 def delete_study(name: str, session: SessionDep, storage: StorageDep) -> None:
-    """Remove the study, its Optuna study, all its trials and their checkpoints."""
+    """Remove the study, its Optuna study, all its trials and their checkpoints (409 while
+    another study starts from its weights)."""
     studies.delete_study(session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir)

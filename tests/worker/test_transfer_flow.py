@@ -83,6 +83,12 @@ def test_a_study_fine_tunes_from_an_earlier_study_s_best_model(api, db):
     assert done[0].params == {**enqueued[0], **{k: done[0].params[k] for k in ("freeze", "backbone_lr_scale")}}
     assert api.get("/studies/ft/best/model").status_code == 200
 
+    refused = api.delete("/studies/pre")  # ft, and `hpo train` of its best config, start from pre's weights
+    assert refused.status_code == 409 and "study 'ft' starts from its weights" in refused.text
+    assert api.get("/studies/pre/best/model").status_code == 200
+    assert api.delete("/studies/ft").status_code == 204
+    assert api.delete("/studies/pre").status_code == 204
+
 
 def test_weights_that_vanish_after_the_study_was_accepted_fail_its_trial_and_the_slot_serves_on(api, db):
     assert api.post("/studies", json=_spec("pre", FIRST, 20, max_trials=1)).status_code == 201
