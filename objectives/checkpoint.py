@@ -48,6 +48,12 @@ def previous_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
+def remove_checkpoints(path: str | Path) -> None:
+    """Delete a lineage's checkpoint and the one before it (a finished trial never resumes)."""
+    for candidate in (Path(path), previous_path(path)):
+        candidate.unlink(missing_ok=True)
+
+
 def save_checkpoint(path: str | Path, states: list[TrainState]) -> None:
     """Write every fold's state to ``path`` atomically (a reader never sees a half-written file),
     keeping the checkpoint it replaces at ``previous_path(path)``.

@@ -134,6 +134,8 @@ class SlotLoop:
             call_with_retry(hand_back, study, handed, self.db.engine)
         else:
             self._count(claim.record.name, outcome.error, spec.max_failed_trials)
+        if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):  # told and final: a FAIL may yet be retried
+            objective.discard_checkpoints()
         if outcome.state == TrialState.COMPLETE and self.settings.keep_weights is not None:
             call_with_retry(self._keep_best_weights, study, study_dir, self.settings.keep_weights)
         # Re-queue trials of dead workers (at most once per heartbeat interval: see TunedRDBStorage).

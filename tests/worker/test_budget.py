@@ -46,9 +46,13 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     record = study_view(pg_db, "s").record
     folder = study_artifact_dir(tmp_path, record.id, record.created_at)  # by the study's id, not its name
     assert folder.parent == tmp_path.resolve() and folder.name.startswith(f"study-{record.id}-")
+    for trial in pruned:  # finished: nothing resumes it, so its checkpoints are gone
+        assert not (folder / f"trial-{trial.number}.pt").exists()
     for trial in complete:  # the recorded attributes of a finished trial
         assert Path(trial.user_attrs["checkpoint"]) == folder / f"trial-{trial.number}.pt"
-        assert (folder / f"trial-{trial.number}.pt").is_file()
+        assert not (folder / f"trial-{trial.number}.pt").exists()  # its final weights are what is kept
+        assert not (folder / f"trial-{trial.number}.previous.pt").exists()
+        assert (folder / f"trial-{trial.number}.weights.pt").is_file()
         assert {"config", "metrics", "worker", "checkpoint"} <= set(trial.user_attrs)
         metrics = trial.user_attrs["metrics"]
         assert {"val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device"} <= set(metrics)
