@@ -1,7 +1,9 @@
 """The models: the seed article's CNN (with its classifier shape bug fixed) and ResNet-18.
 
 Four blocks of conv3x3-BN-ReLU-maxpool with 64/128/256/512 channels (scaled by ``width``),
-then a linear classifier. The article put ``Linear(512, 10)`` straight after the fourth
+then a linear classifier. Each block pools before its ReLU: the same function and the same
+gradients (ReLU is monotonic, so it commutes with max-pooling), with the ReLU on a quarter
+of the values (a training step about 8% faster on CPU, docs/benchmarks.md §1). The article put ``Linear(512, 10)`` straight after the fourth
 pooling, which on 32x32 inputs sees 512 x 2 x 2 = 2048 features and crashes; global average
 pooling before the classifier fixes that for any input size.
 """
@@ -27,8 +29,8 @@ def build_cnn(*, width: float = 0.25, num_classes: int = 10) -> nn.Sequential:
         layers += [
             nn.Conv2d(previous, channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),
         ]
         previous = channels
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, num_classes)]
@@ -62,7 +64,7 @@ class Architecture:
 
 def _cnn_blocks(model: nn.Module) -> list[nn.Module]:
     assert isinstance(model, nn.Sequential)
-    return [model[i : i + 4] for i in range(0, 16, 4)]  # conv-BN-ReLU-pool, four times
+    return [model[i : i + 4] for i in range(0, 16, 4)]  # conv-BN-pool-ReLU, four times
 
 
 def _resnet_blocks(model: nn.Module) -> list[nn.Module]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -53,3 +55,20 @@ def test_width_scales_channels():
     assert channels_for(1.0) == [64, 128, 256, 512]
     assert channels_for(0.25) == [16, 32, 64, 128]
     assert channels_for(0.01) == [8, 8, 8, 8]
+
+
+def test_pooling_before_relu_is_the_article_s_block_with_the_same_gradients(small_data):
+    """The CNN pools before its ReLU (cheaper); the article's conv-BN-ReLU-pool gives the same outputs and gradients."""
+    torch.manual_seed(0)
+    ours = build_cnn(width=0.125, num_classes=10)
+    layers = list(copy.deepcopy(ours))
+    for block in range(0, 16, 4):
+        layers[block + 2], layers[block + 3] = layers[block + 3], layers[block + 2]
+    article = torch.nn.Sequential(*layers)
+    assert isinstance(article[2], torch.nn.ReLU) and isinstance(ours[2], torch.nn.MaxPool2d)
+    images, labels = _batch(small_data, 32) - 0.5, small_data.train.labels[:32]
+    for model in (ours, article):
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+    assert torch.equal(ours(images), article(images))
+    for mine, theirs in zip(ours.parameters(), article.parameters(), strict=True):
+        assert mine.grad is not None and torch.equal(mine.grad, theirs.grad)
