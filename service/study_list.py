@@ -65,24 +65,29 @@ def _summary(source: Any, spec: dict[str, Any], progress: Progress, optuna_id: i
 
 
 class SpecCache:
-    """Decoded specs by study record id (one per API process; safe to use from several threads)."""
+    """Decoded specs by study, one per API process; safe to use from several threads.
+
+    A study is its record's id and ``created_at`` (to the microsecond): SQLite hands a deleted
+    study's id to the next one created, whose spec may differ.
+    """
 
     def __init__(self) -> None:
-        self._specs: dict[int, dict[str, Any]] = {}
+        self._specs: dict[tuple[int, datetime], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def decoded(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        """Each row's spec (its ``id`` and ``spec_json``), decoding only those not seen before."""
+        """Each row's spec (its ``id``, ``created_at`` and ``spec_json``), decoding only those not seen before."""
         with self._lock:
             for row in rows:
-                if row.id not in self._specs:
-                    self._specs[row.id] = json.loads(row.spec_json)
-            return [self._specs[row.id] for row in rows]
+                if (row.id, row.created_at) not in self._specs:
+                    self._specs[row.id, row.created_at] = json.loads(row.spec_json)
+            return [self._specs[row.id, row.created_at] for row in rows]
 
-    def keep_only(self, ids: set[int]) -> None:
-        """Forget the specs of the studies not among ``ids`` (deleted)."""
+    def keep_only(self, rows: Sequence[Any]) -> None:
+        """Forget the specs of the studies not among ``rows`` (deleted)."""
         with self._lock:
-            self._specs = {key: spec for key, spec in self._specs.items() if key in ids}
+            kept = {(row.id, row.created_at) for row in rows}
+            self._specs = {key: spec for key, spec in self._specs.items() if key in kept}
 
 
 _STUDY_COLUMNS = (
@@ -110,8 +115,8 @@ def list_studies(*, session: Session, tallies: StudyTallies, specs: SpecCache) -
     whatever their number: the records, then the trials ``tallies`` has not counted yet. A study
     whose budget is spent is marked completed (the only case that reads its record again)."""
     rows = session.execute(_LISTED).all()
-    specs.keep_only({row.id for row in rows})
-    progress = tallies.progress(session, [row.optuna_id for row in rows if row.optuna_id is not None])
+    specs.keep_only(rows)
+    progress = tallies.progress(session, {row.optuna_id: row.created_at for row in rows if row.optuna_id is not None})
     return _summaries(session, rows, progress, specs)
 
 
@@ -121,7 +126,9 @@ def get_study_summary(*, session: Session, tallies: StudyTallies, specs: SpecCac
     row = session.execute(_NAMED, {"study_name": name}).first()
     if row is None:
         raise StudyNotFoundError(f"no study named {name!r}")
-    progress = {} if row.optuna_id is None else {row.optuna_id: tallies.progress_of(session, row.optuna_id)}
+    if row.optuna_id is None:
+        return _summaries(session, [row], {}, specs)[0]
+    progress = {row.optuna_id: tallies.progress_of(session, row.optuna_id, row.created_at)}
     return _summaries(session, [row], progress, specs)[0]
 
 

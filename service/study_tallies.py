@@ -9,13 +9,19 @@ the number of studies.
 Exact because finished trials never change and Optuna creates a study's trials one at a time
 under a lock on the study's row, so they commit in id order: after a read, every trial up to
 the highest id read is counted or pending.
+
+A tally belongs to one study, not to an Optuna id: SQLite hands a deleted study's id, and its
+trials' ids, to the next ones created. Callers name a study by its Optuna id and its record's
+``created_at`` (to the microsecond), and a tally made for another ``created_at`` starts afresh.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from optuna.trial import TrialState
 from sqlalchemy.orm import Session
@@ -30,6 +36,7 @@ UNFINISHED = {TrialState.RUNNING, TrialState.WAITING}
 class _Tally:
     """One study's counts: finished trials summed, unfinished ones kept to look at again."""
 
+    created_at: datetime  # the study's (its record's): which study the tally's Optuna id meant
     through_id: int = -1  # every trial with an id up to this one is counted or pending
     finished: Counter[str] = field(default_factory=Counter)  # complete, pruned, fail
     finished_retries: int = 0
@@ -69,28 +76,34 @@ class StudyTallies:
         self._tallies: dict[int, _Tally] = {}
         self._lock = threading.Lock()
 
-    def progress(self, session: Session, optuna_ids: list[int]) -> dict[int, Progress]:
-        """The Progress of each of these Optuna studies, after reading what changed since last time."""
+    def progress(self, session: Session, studies: Mapping[int, datetime]) -> dict[int, Progress]:
+        """The Progress of each study (Optuna id -> its record's ``created_at``), by Optuna id,
+        after reading what changed since last time. Tallies of studies not named are forgotten."""
         with self._lock:
-            self._tallies = {sid: self._tallies.get(sid) or _Tally() for sid in optuna_ids}  # forget deleted studies
+            self._tallies = {sid: self._tally(sid, created) for sid, created in studies.items()}
             _read(session, self._tallies)
             return {sid: tally.progress() for sid, tally in self._tallies.items()}
 
-    def progress_of(self, session: Session, optuna_id: int) -> Progress:
-        """The Progress of one Optuna study (GET /studies/{name}), the others' tallies kept."""
-        return self._one(session, optuna_id).progress()
+    def progress_of(self, session: Session, optuna_id: int, created_at: datetime) -> Progress:
+        """The Progress of one study (GET /studies/{name}), the others' tallies kept."""
+        return self._one(session, optuna_id, created_at).progress()
 
-    def best_trial_id(self, session: Session, optuna_id: int) -> int | None:
-        """The id of this Optuna study's best COMPLETE trial (the earliest of equals; None if it has
-        none yet), after reading what changed in it since last time: GET /best without reading
-        every trial's value, as Optuna's ``get_best_trial`` does."""
-        return self._one(session, optuna_id).best_trial_id
+    def best_trial_id(self, session: Session, optuna_id: int, created_at: datetime) -> int | None:
+        """The id of this study's best COMPLETE trial (the earliest of equals; None if it has none
+        yet), after reading what changed in it since last time: GET /best without reading every
+        trial's value, as Optuna's ``get_best_trial`` does."""
+        return self._one(session, optuna_id, created_at).best_trial_id
 
-    def _one(self, session: Session, optuna_id: int) -> _Tally:
+    def _one(self, session: Session, optuna_id: int, created_at: datetime) -> _Tally:
         with self._lock:
-            tally = self._tallies.setdefault(optuna_id, _Tally())
+            tally = self._tallies[optuna_id] = self._tally(optuna_id, created_at)
             _read(session, {optuna_id: tally})
             return tally
+
+    def _tally(self, optuna_id: int, created_at: datetime) -> _Tally:
+        """The study's tally: the one kept for its Optuna id if it was made for this study, else a new one."""
+        tally = self._tallies.get(optuna_id)
+        return tally if tally is not None and tally.created_at == created_at else _Tally(created_at)
 
 
 def _read(session: Session, tallies: dict[int, _Tally]) -> None:

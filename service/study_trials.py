@@ -39,7 +39,7 @@ def best_trial(*, session: Session, name: str, tallies: StudyTallies) -> dict[st
     ``tallies`` finds it from the trials finished since its last look, not from every trial's value.
     """
     record, _budget, optuna_id = _record_and_budget(session, name)
-    best_id = None if optuna_id is None else tallies.best_trial_id(session, optuna_id)
+    best_id = None if optuna_id is None else tallies.best_trial_id(session, optuna_id, record.created_at)
     if best_id is None:
         raise StudyConflictError(f"study {name!r} has no completed trial yet")
     best = trial_by_id(session.connection(), best_id)

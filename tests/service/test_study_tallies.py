@@ -3,6 +3,8 @@ trial changes its counts equal a full aggregate of Optuna's tables."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -16,6 +18,8 @@ from service.studies import create_study
 from service.study_tallies import StudyTallies
 from tests.conftest import make_spec
 
+CREATED = datetime(2026, 11, 30, tzinfo=UTC)  # the studies' records' creation time, as the API passes it
+
 
 def full_count(database: Database) -> dict[int, Progress]:
     """Every study's Progress, aggregated from all of its trials."""
@@ -26,7 +30,7 @@ def full_count(database: Database) -> dict[int, Progress]:
 def tallied(database: Database, tallies: StudyTallies, ids: list[int]) -> dict[int, Progress]:
     """The same, from the tallies."""
     with database.session() as session:
-        return tallies.progress(session, ids)
+        return tallies.progress(session, dict.fromkeys(ids, CREATED))
 
 
 def test_tallies_match_a_full_count_through_every_kind_of_trial_change(db: Database):
@@ -63,3 +67,22 @@ def test_tallies_match_a_full_count_through_every_kind_of_trial_change(db: Datab
     assert list(tallied(db, tallies, [a._study_id])) == [a._study_id]  # a deleted study is forgotten
     check_a = full_count(db)
     assert tallied(db, tallies, [a._study_id]) == check_a
+
+
+def test_a_study_created_again_under_a_reused_id_starts_from_zero(api, db: Database):
+    """SQLite hands a deleted study's ids (its record's, its Optuna study's, its trials') to the next
+    ones created; the API must not carry the deleted study's counts or spec over to the new one."""
+    assert api.post("/studies", json=make_spec("s", max_trials=8)).status_code == 201
+    first = optuna.load_study(study_name="s", storage=db.storage)
+    for value in (0.3, 0.6, 0.5):
+        first.tell(first.ask(), value)
+    assert api.get("/studies/s").json()["counts"]["complete"] == 3
+    assert api.delete("/studies/s").status_code == 204
+    assert api.post("/studies", json=make_spec("s", max_trials=8, epochs=3)).status_code == 201
+    again = optuna.load_study(study_name="s", storage=db.storage)
+    again.tell(again.ask(), 0.2)
+    shown = api.get("/studies/s").json()
+    assert shown["counts"]["complete"] == 1 and shown["best_value"] == 0.2
+    assert shown["spec"]["epochs"] == 3  # the new study's spec, not the deleted one's
+    assert api.get("/studies/s/best").json()["value"] == 0.2
+    assert [s["counts"]["complete"] for s in api.get("/studies").json()] == [1]
