@@ -3,9 +3,11 @@
 Four blocks of conv3x3-BN-ReLU-maxpool with 64/128/256/512 channels (scaled by ``width``),
 then a linear classifier. Each block pools before its ReLU: the same function and the same
 gradients (ReLU is monotonic, so it commutes with max-pooling), with the ReLU on a quarter
-of the values (a training step about 8% faster on CPU, docs/benchmarks.md §1). The article put ``Linear(512, 10)`` straight after the fourth
-pooling, which on 32x32 inputs sees 512 x 2 x 2 = 2048 features and crashes; global average
-pooling before the classifier fixes that for any input size.
+of the values (a training step about 8% faster on CPU, docs/benchmarks.md §1).
+
+The article put ``Linear(512, 10)`` straight after the fourth pooling, which on 32x32 inputs
+sees 512 x 2 x 2 = 2048 features and crashes; global average pooling before the classifier
+fixes that for any input size.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 Shapes = dict[str, tuple[int, ...]]
 
 _PICKLE_PROTOCOL = 0x80  # the first byte of a pickle (torch's legacy format is one)
+MAX_INDEX_BYTES = 4 * 2**20  # data.pkl names the tensors: 15 kB for ResNet-18; larger is not a state_dict
 
 
 class StateFileError(ValueError):
@@ -77,6 +78,9 @@ def read_state_shapes(path: Path) -> Shapes | None:
             names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
             if not names:
                 raise StateFileError(f"{path.name} is not a readable state_dict (a zip without data.pkl)")
+            size = archive.getinfo(names[0]).file_size
+            if size > MAX_INDEX_BYTES:
+                raise StateFileError(f"{path.name} is not a state_dict (its data.pkl is {size / 2**20:.0f} MB)")
             with archive.open(names[0]) as pickled:
                 state = _ShapeUnpickler(pickled).load()
     except _Unverifiable:

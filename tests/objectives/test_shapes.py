@@ -59,6 +59,10 @@ def test_files_that_are_not_state_dicts_are_refused_naming_why(tmp_path):
         archive.writestr("w/notes.txt", "no pickle here")
     with pytest.raises(StateFileError, match=r"without data\.pkl"):
         read_state_shapes(tmp_path / "zip.pt")
+    with zipfile.ZipFile(tmp_path / "big.pt", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("w/data.pkl", pickle.dumps(list(range(2_000_000)), protocol=2))  # 9 MB, a few kB zipped
+    with pytest.raises(StateFileError, match=r"big\.pt is not a state_dict \(its data\.pkl is 9 MB\)"):
+        read_state_shapes(tmp_path / "big.pt")
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(StateFileError, match="does not hold a state_dict"):
         read_state_shapes(tmp_path / "list.pt")
