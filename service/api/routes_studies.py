@@ -23,6 +23,7 @@ router = APIRouter(
     prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)], responses=answers(401, 403, 503)
 )
 NOT_FOUND = answers(404)
+MAX_TRIAL_NUMBER = 2**31 - 1  # Optuna's trial numbers are 32-bit integers; a larger offset overflowed SQLite's
 # The two reads that can be long are serialised once, straight to JSON. A route that returns its
 # model has FastAPI validate it again against response_model first (3-4 ms for 200 studies).
 STUDY_LIST = TypeAdapter(list[StudyOut])
@@ -62,7 +63,7 @@ def get_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsD
 def list_trials(
     name: str,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_TRIAL_NUMBER)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """A page of trials by number, with per-epoch validation accuracy."""

@@ -193,6 +193,10 @@ def test_trials_are_paginated_with_intermediate_values(api, db):
     assert page["trials"][0]["intermediate_values"] == {"1": pytest.approx(0.2)}
     assert page["trials"][0]["state"] == "complete"
     assert api.get("/studies/cifar-search/trials", params={"limit": 0}).status_code == 422
+    last = api.get("/studies/cifar-search/trials", params={"offset": 2**31 - 1}).json()  # the largest trial number
+    assert last["total"] == 5 and last["trials"] == []
+    beyond = api.get("/studies/cifar-search/trials", params={"offset": 2**63})  # found by the fuzzer: a 500 on SQLite
+    assert beyond.status_code == 422 and beyond.json()["detail"][0]["loc"] == ["query", "offset"]
 
 
 def test_delete_removes_study_and_optuna_study(api, db):
