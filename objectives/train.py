@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from objectives.allocator import keep_freed_memory
 from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, mean_history, save_checkpoint
 from objectives.config import TrainingConfig
@@ -85,6 +86,8 @@ def train(
     """
     objective, epochs, seed, hp = config.objective, config.epochs, config.seed, config.hyperparameters()
     device = torch.device(device) if device is not None else pick_device()
+    if device.type == "cpu":
+        keep_freed_memory()
     states = []
     for k, fold in enumerate(data.folds):  # fold k's model starts from seed + k
         model = _build_model(objective, hp, len(data.classes), init_weights, device, seed + k)
