@@ -52,6 +52,23 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
     return spec.model_copy(update=pinned) if pinned else spec
 
 
+def hold_init_study(session: Session, spec: StudySpec) -> None:
+    """Share-lock the study whose weights ``spec`` starts from (``init: {kind: study}``) until the
+    session's transaction ends, and check it is still there (else roll back, SpecError).
+
+    Call it in the transaction that inserts ``spec``'s study. ``delete_study`` locks that row for
+    update before it looks for dependents, so a create and a delete that race cannot both go
+    through: one waits for the other and then sees it (PostgreSQL; SQLite has no row locks).
+    """
+    if not isinstance(spec.init, StudyInit):
+        return
+    name = spec.init.study
+    query = select(StudyRecord.status).where(StudyRecord.name == name).with_for_update(read=True)
+    if session.scalar(query) in (None, StudyStatus.CREATING, StudyStatus.DELETING):
+        session.rollback()
+        raise SpecError("init.study", f"no study named {name!r}")
+
+
 def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:
     """The weights files that studies start from (``init: {kind: study}``, pinned at creation):
     HPO_KEEP_WEIGHTS must not delete them."""

@@ -30,7 +30,7 @@ from service.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.search_strategy import build_pruner, build_sampler
 from service.settings import get_settings
 from service.spec import StudySpec
-from service.spec_references import pin_references
+from service.spec_references import hold_init_study, pin_references
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -62,6 +62,7 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     """
     spec = pin_references(session, storage, spec, get_settings())
     session.commit()  # the checks' reads end here: a failed insert below rolls back to a clean slate
+    hold_init_study(session, spec)  # until the insert commits: a racing delete of that study sees this one
     record = StudyRecord(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -159,8 +160,10 @@ def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_
     finishes the deletion. StudyConflictError (409) while another study starts from this one's
     weights (``init: {kind: study}``): deleting them would fail its trials and its best config.
     """
-    dependents = studies_starting_from(session, name)
+    session.execute(select(StudyRecord.id).where(StudyRecord.name == name).with_for_update())
+    dependents = studies_starting_from(session, name)  # after the lock: a create that held it is in
     if dependents:
+        session.rollback()
         raise StudyConflictError(
             f"cannot delete study {name!r}: study {dependents[0]!r} starts from its weights (init); delete that first"
         )
