@@ -55,11 +55,7 @@ def prune_weights(
     Nor are the ``pinned`` files (other studies start from them), which do not count as kept.
     """
     spared = {Path(p).resolve() for p in pinned}
-    files = {
-        int(m.group(1)): p
-        for p in study_dir.glob("trial-*.weights.pt")
-        if (m := _WEIGHTS.fullmatch(p.name)) and p.resolve() not in spared
-    }
+    files = {number: p for number, p in weights_files(study_dir).items() if p.resolve() not in spared}
     if len(files) <= keep:
         return []
     values = {number: value_of(number) for number in files}
@@ -68,6 +64,11 @@ def prune_weights(
     for number in doomed:
         files[number].unlink(missing_ok=True)
     return doomed
+
+
+def weights_files(study_dir: Path) -> dict[int, Path]:
+    """The final weights files in a study's folder, by trial number."""
+    return {int(m.group(1)): p for p in study_dir.glob("trial-*.weights.pt") if (m := _WEIGHTS.fullmatch(p.name))}
 
 
 _WEIGHTS = re.compile(r"trial-(\d+)\.weights\.pt")

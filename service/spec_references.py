@@ -28,7 +28,7 @@ from objectives.init import (
     init_weights_file,
 )
 from objectives.paths import IMAGE_SUFFIXES, DataPathError, resolve_under
-from service.artifacts import study_artifact_dir, weights_file
+from service.artifacts import prune_weights, study_artifact_dir, weights_file
 from service.errors import SpecError
 from service.models import StudyRecord, StudyStatus
 from service.settings import Settings
@@ -52,21 +52,42 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
     return spec.model_copy(update=pinned) if pinned else spec
 
 
-def hold_init_study(session: Session, spec: StudySpec) -> None:
-    """Share-lock the study whose weights ``spec`` starts from (``init: {kind: study}``) until the
-    session's transaction ends, and check it is still there (else roll back, SpecError).
+def hold_init_study(session: Session, spec: StudySpec, artifact_root: Path) -> None:
+    """Share-lock the study whose weights ``spec`` starts from (``init: {kind: study}``, pinned)
+    until the session's transaction ends, and check that study and the pinned weights file are
+    still there (else roll back, SpecError).
 
-    Call it in the transaction that inserts ``spec``'s study. ``delete_study`` locks that row for
-    update before it looks for dependents, so a create and a delete that race cannot both go
-    through: one waits for the other and then sees it (PostgreSQL; SQLite has no row locks).
+    Call it in the transaction that inserts ``spec``'s study. ``delete_study`` and
+    ``prune_unpinned_weights`` lock that row for update before they look for the studies starting
+    from it, so neither can race such a create: one waits for the other's commit and then sees it
+    (PostgreSQL; SQLite has no row locks).
     """
     if not isinstance(spec.init, StudyInit):
         return
-    name = spec.init.study
+    name, trial, weights = spec.init.study, spec.init.trial, spec.init.weights
     query = select(StudyRecord.status).where(StudyRecord.name == name).with_for_update(read=True)
+    problem = None
     if session.scalar(query) in (None, StudyStatus.CREATING, StudyStatus.DELETING):
+        problem = f"no study named {name!r}"
+    elif weights is not None and not (artifact_root / weights).is_file():
+        problem = f"the weights of study {name!r}'s best trial ({trial}) are gone"
+    if problem is not None:
         session.rollback()
-        raise SpecError("init.study", f"no study named {name!r}")
+        raise SpecError("init.study", problem)
+
+
+def prune_unpinned_weights(
+    session: Session, name: str, study_dir: Path, keep: int, values: dict[int, float | None], artifact_root: Path
+) -> list[int]:
+    """HPO_KEEP_WEIGHTS for study ``name``: delete the final weights of all but its ``keep`` best
+    trials (``values``: the completed trials' values by number), sparing the files other studies
+    start from; returns the trial numbers whose weights went.
+
+    Under a lock on the study's row (FOR UPDATE, until the session's transaction ends), so a create
+    pinning one of these files (``hold_init_study``) either is seen here or finds the file gone.
+    """
+    session.execute(select(StudyRecord.id).where(StudyRecord.name == name).with_for_update())
+    return prune_weights(study_dir, keep, values.get, pinned_weights(session, artifact_root))
 
 
 def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:

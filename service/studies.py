@@ -62,7 +62,7 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     """
     spec = pin_references(session, storage, spec, get_settings())
     session.commit()  # the checks' reads end here: a failed insert below rolls back to a clean slate
-    hold_init_study(session, spec)  # until the insert commits: a racing delete of that study sees this one
+    hold_init_study(session, spec, get_settings().artifact_dir)  # until the insert commits (a racing delete sees it)
     record = StudyRecord(
         name=spec.name,
         spec=spec.model_dump(mode="json"),

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from service import studies
-from service.artifacts import prune_weights, study_artifact_dir
+from service.artifacts import study_artifact_dir, weights_files
 from service.database import Database
 from service.db_retry import call_with_retry
 from service.failures import record_trial_outcome
@@ -25,7 +25,7 @@ from service.optuna_internals import trial_cache
 from service.search_strategy import build_pruner, build_sampler
 from service.settings import Settings
 from service.spec import StudySpec
-from service.spec_references import pinned_weights
+from service.spec_references import prune_unpinned_weights
 from service.sweeper import sweep_stale_trials
 from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
@@ -150,9 +150,11 @@ class SlotLoop:
             trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
             return trial.value if trial.state == TrialState.COMPLETE else None
 
+        values = {number: value_of(number) for number in weights_files(study_dir)}  # before the session: one connection
         with self.db.session() as session:
-            pinned = pinned_weights(session, self.settings.artifact_dir)
-        removed = prune_weights(study_dir, keep, value_of, pinned)
+            removed = prune_unpinned_weights(
+                session, study.study_name, study_dir, keep, values, self.settings.artifact_dir
+            )
         if removed:
             log.info(
                 "study %s: removed the weights of trials %s (HPO_KEEP_WEIGHTS=%s)", study.study_name, removed, keep
