@@ -150,7 +150,8 @@ class SlotLoop:
             trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
             return trial.value if trial.state == TrialState.COMPLETE else None
 
-        values = {number: value_of(number) for number in weights_files(study_dir)}  # before the session: one connection
+        # Read before the session opens: a worker's pool has one connection, and the storage needs it.
+        values = {number: value_of(number) for number in weights_files(study_dir)}
         with self.db.session() as session:
             removed = prune_unpinned_weights(
                 session, study.study_name, study_dir, keep, values, self.settings.artifact_dir
