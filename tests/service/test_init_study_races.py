@@ -26,8 +26,9 @@ VALUES = {0: 0.5, 1: 0.9}  # pre's trials: with HPO_KEEP_WEIGHTS=1 only trial 1'
 BLOCKED = 0.5  # seconds a call that waits on a row lock is given to show that it waits
 
 
-def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    """Start ``call`` in a thread; the list gets what it returned or raised."""
+def _waiting(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Start ``call`` in a thread and check that it still waits (for a row lock) after BLOCKED
+    seconds; the list gets what it returns or raises."""
     outcome: list[object] = []
 
     def run() -> None:
@@ -38,6 +39,8 @@ def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[objec
 
     thread = threading.Thread(target=run)
     thread.start()
+    time.sleep(BLOCKED)
+    assert thread.is_alive()
     return thread, outcome
 
 
@@ -63,6 +66,11 @@ def _prune(db: Database, root: Path) -> list[int]:
         return prune_unpinned_weights(session, "pre", root / "pre", 1, VALUES, root)
 
 
+def _hold(db: Database, root: Path) -> None:
+    with db.sessions() as session:
+        hold_init_study(session, FINE_TUNE, root)
+
+
 def test_a_delete_waits_for_a_create_that_holds_its_study_then_refuses(source_study: Database, tmp_path: Path):
     db = source_study
     with db.sessions() as creating:
@@ -72,9 +80,7 @@ def test_a_delete_waits_for_a_create_that_holds_its_study_then_refuses(source_st
             with db.sessions() as session:
                 delete_study(session=session, storage=db.storage, name="pre", artifact_root=tmp_path)
 
-        thread, outcome = _in_thread(delete)
-        time.sleep(BLOCKED)
-        assert thread.is_alive()  # waiting for the create's transaction
+        thread, outcome = _waiting(delete)  # for the create's transaction
         _insert_fine_tune(creating)
     thread.join(10)
     assert [type(o) for o in outcome] == [StudyConflictError]
@@ -87,14 +93,7 @@ def test_a_create_waits_for_a_delete_of_its_study_then_refuses(source_study: Dat
     with db.sessions() as deleting:
         deleting.execute(select(StudyRecord.id).where(StudyRecord.name == "pre").with_for_update())
         deleting.execute(update(StudyRecord).where(StudyRecord.name == "pre").values(status=StudyStatus.DELETING))
-
-        def hold() -> None:
-            with db.sessions() as session:
-                hold_init_study(session, FINE_TUNE, tmp_path)
-
-        thread, outcome = _in_thread(hold)
-        time.sleep(BLOCKED)
-        assert thread.is_alive()  # waiting for the delete's transaction
+        thread, outcome = _waiting(lambda: _hold(db, tmp_path))  # for the delete's transaction
         deleting.commit()
     thread.join(10)
     assert [str(o) for o in outcome] == ["init.study: no study named 'pre'"]
@@ -104,9 +103,7 @@ def test_pruning_waits_for_a_create_that_pins_the_weights_then_spares_them(sourc
     db = source_study
     with db.sessions() as creating:
         hold_init_study(creating, FINE_TUNE, tmp_path)
-        thread, outcome = _in_thread(lambda: _prune(db, tmp_path))
-        time.sleep(BLOCKED)
-        assert thread.is_alive()  # waiting for the create's transaction
+        thread, outcome = _waiting(lambda: _prune(db, tmp_path))  # for the create's transaction
         _insert_fine_tune(creating)
     thread.join(10)
     assert outcome == [[]]
@@ -117,14 +114,7 @@ def test_a_create_waits_for_pruning_then_finds_the_weights_gone(source_study: Da
     db = source_study
     with db.sessions() as pruning:
         assert prune_unpinned_weights(pruning, "pre", tmp_path / "pre", 1, VALUES, tmp_path) == [0]
-
-        def hold() -> None:
-            with db.sessions() as session:
-                hold_init_study(session, FINE_TUNE, tmp_path)
-
-        thread, outcome = _in_thread(hold)
-        time.sleep(BLOCKED)
-        assert thread.is_alive()  # waiting for the pruning's transaction
+        thread, outcome = _waiting(lambda: _hold(db, tmp_path))  # for the pruning's transaction
         pruning.commit()
     thread.join(10)
     assert [type(o) for o in outcome] == [SpecError]
