@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,21 +45,21 @@ def weights_file(study_dir: Path, trial_number: int) -> Path:
 
 
 def prune_weights(
-    study_dir: Path, keep: int, value_of: Callable[[int], float | None], pinned: Collection[Path] = ()
+    study_dir: Path, keep: int, values: Mapping[int, float | None], pinned: Collection[Path] = ()
 ) -> list[int]:
     """Delete the final weights of all but the ``keep`` best completed trials in ``study_dir``;
     returns the trial numbers whose weights went.
 
-    ``value_of(number)`` is a completed trial's value, None for a trial that has not finished
-    (its weights are being written, or its worker is telling Optuna): those are never deleted.
-    Nor are the ``pinned`` files (other studies start from them), which do not count as kept.
+    ``values``: the completed trials' values by number. A trial missing there, or None, has not
+    finished (its weights are being written, or its worker is telling Optuna): its weights are
+    never deleted. Nor are the ``pinned`` files (other studies start from them), which do not
+    count as kept.
     """
     spared = {Path(p).resolve() for p in pinned}
     files = {number: p for number, p in weights_files(study_dir).items() if p.resolve() not in spared}
     if len(files) <= keep:
         return []
-    values = {number: value_of(number) for number in files}
-    finished = sorted((n for n, v in values.items() if v is not None), key=lambda n: (-(values[n] or 0.0), n))
+    finished = sorted((n for n in files if values.get(n) is not None), key=lambda n: (-(values[n] or 0.0), n))
     doomed = finished[keep:]
     for number in doomed:
         files[number].unlink(missing_ok=True)

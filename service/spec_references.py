@@ -87,7 +87,7 @@ def prune_unpinned_weights(
     pinning one of these files (``hold_init_study``) either is seen here or finds the file gone.
     """
     session.execute(select(StudyRecord.id).where(StudyRecord.name == name).with_for_update())
-    return prune_weights(study_dir, keep, values.get, pinned_weights(session, artifact_root))
+    return prune_weights(study_dir, keep, values, pinned_weights(session, artifact_root))
 
 
 def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:

@@ -60,9 +60,10 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     names outside itself (its ``init``, ``enqueue_from``) is checked and pinned first
     (service.spec_references; SpecError, nothing written).
     """
-    spec = pin_references(session, storage, spec, get_settings())
+    settings = get_settings()
+    spec = pin_references(session, storage, spec, settings)
     session.commit()  # the checks' reads end here: a failed insert below rolls back to a clean slate
-    hold_init_study(session, spec, get_settings().artifact_dir)  # until the insert commits (a racing delete sees it)
+    hold_init_study(session, spec, settings.artifact_dir)  # until the insert commits (a racing delete sees it)
     record = StudyRecord(
         name=spec.name,
         spec=spec.model_dump(mode="json"),

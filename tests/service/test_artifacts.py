@@ -57,11 +57,11 @@ def test_pruning_weights_keeps_the_best_finished_trials_and_every_unfinished_one
         weights_file(tmp_path, number).write_bytes(b"w")
     (tmp_path / "trial-9.pt").write_bytes(b"a checkpoint, not weights")
     values = {0: 0.5, 1: 0.9, 2: None, 3: 0.7, 4: 0.1}  # trial 2 has not finished: its worker is telling Optuna
-    assert prune_weights(tmp_path, 2, values.get) == [0, 4]
+    assert prune_weights(tmp_path, 2, values) == [0, 4]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "trial-1.weights.pt",
         "trial-2.weights.pt",
         "trial-3.weights.pt",
         "trial-9.pt",
     ]
-    assert prune_weights(tmp_path, 2, values.get) == []  # two finished ones left: nothing more to do
+    assert prune_weights(tmp_path, 2, values) == []  # two finished ones left: nothing more to do

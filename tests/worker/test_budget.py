@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from objectives.checkpoint import previous_path
 from service.artifacts import study_artifact_dir
 from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, study_view, trials
 
@@ -51,7 +52,7 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     for trial in complete:  # the recorded attributes of a finished trial
         assert Path(trial.user_attrs["checkpoint"]) == folder / f"trial-{trial.number}.pt"
         assert not (folder / f"trial-{trial.number}.pt").exists()  # its final weights are what is kept
-        assert not (folder / f"trial-{trial.number}.previous.pt").exists()
+        assert not previous_path(folder / f"trial-{trial.number}.pt").exists()
         assert (folder / f"trial-{trial.number}.weights.pt").is_file()
         assert {"config", "metrics", "worker", "checkpoint"} <= set(trial.user_attrs)
         metrics = trial.user_attrs["metrics"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from objectives.checkpoint import previous_path
 from service.optuna_storage import stale_trial_retry
 from service.settings import get_settings
 from tests.conftest import make_spec
@@ -43,7 +44,7 @@ def _checkpoint(trial: optuna.trial.FrozenTrial) -> dict:
 def _checkpoints_gone(trial: optuna.trial.FrozenTrial) -> bool:
     """A finished trial's checkpoints are deleted (nothing resumes it)."""
     latest = Path(trial.user_attrs["checkpoint"])
-    return not latest.exists() and not latest.with_name(f"{latest.stem}.previous.pt").exists()
+    return not latest.exists() and not previous_path(latest).exists()
 
 
 def test_a_five_fold_study_runs_through_the_api_and_a_worker_with_hyperband_pruning(api, db, tmp_path):
