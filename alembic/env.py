@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.models import Base
+from service.db.models import Base
 
 VERSION_TABLE = "hpo_alembic_version"
 

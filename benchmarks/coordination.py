@@ -53,7 +53,7 @@ def project_process(url: str, ready: Any, start: Any, results: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     import worker.slot_loop as slot_loop
-    from service.database import Database
+    from service.db.database import Database
     from worker.objective import TrialObjective
     from worker.slots import SlotConfig, TrialQuota
 
@@ -118,9 +118,9 @@ def template_database(server: str, existing: int, trials: int) -> str:
     Every run copies it (CREATE DATABASE ... TEMPLATE), so every run of both sides starts from
     the same state, and the slow prefill happens once per size.
     """
-    from service.database import Database
-    from service.spec import StudySpec
-    from service.studies import create_study
+    from service.db.database import Database
+    from service.spec.schema import StudySpec
+    from service.studies.lifecycle import create_study
 
     name = create_database(server)
     url = database_url(server, name)

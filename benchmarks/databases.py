@@ -39,8 +39,8 @@ def database_url(server: str, name: str) -> str:
 
 def create_database(server: str, template: str | None = None) -> str:
     """A new database (migrated, or a copy of ``template``); returns its name."""
-    from service.database import Database
-    from service.migrate import migrate
+    from service.db.database import Database
+    from service.db.migrate import migrate
 
     name = f"hpo_bench_{uuid.uuid4().hex[:10]}"
     admin_execute(server, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))

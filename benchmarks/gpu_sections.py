@@ -42,11 +42,11 @@ class Check:
 
         from optuna.exceptions import ExperimentalWarning
 
-        from service.database import Database
-        from service.migrate import migrate
+        from service.db.database import Database
+        from service.db.migrate import migrate
         from service.settings import Settings
-        from service.spec import StudySpec
-        from service.studies import create_study
+        from service.spec.schema import StudySpec
+        from service.studies.lifecycle import create_study
 
         warnings.filterwarnings("ignore", category=ExperimentalWarning)  # Optuna's heartbeat API
         url = f"sqlite:///{self.work / name}.db"

@@ -48,10 +48,10 @@ def create_studies(url: str, big_trials: int, listed: int) -> None:
     """The big (prefilled) and fresh studies, open-ended, and ``listed`` paused ones."""
     import optuna
 
-    from service.database import Database
-    from service.migrate import migrate
-    from service.spec import StudySpec
-    from service.studies import change_status, create_study
+    from service.db.database import Database
+    from service.db.migrate import migrate
+    from service.spec.schema import StudySpec
+    from service.studies.lifecycle import change_status, create_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study created
     database = Database(url)

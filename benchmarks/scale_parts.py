@@ -66,7 +66,7 @@ def slot_process(url: str, index: int, trial_seconds: float, ready: Any, stop: A
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     import worker.slot_loop as slot_loop
-    from service.database import Database
+    from service.db.database import Database
     from worker.objective import TrialObjective
     from worker.slots import SlotConfig, TrialQuota
 
@@ -99,9 +99,9 @@ def slot_process(url: str, index: int, trial_seconds: float, ready: Any, stop: A
     results.put((claims, error))
 
 
-def prefill(url: str, study_name: str, count: int) -> None:
+def prefill(url: str, study_name: str, count: int, *, analyze: bool = True) -> None:
     """Give a study ``count`` COMPLETE trials (a parameter, a value, 3 reports each) in bulk SQL,
-    numbered 0..count-1 as Optuna numbers them."""
+    numbered 0..count-1 as Optuna numbers them; then VACUUM ANALYZE, unless ``analyze`` is False."""
     from optuna.distributions import FloatDistribution, distribution_to_json
 
     dist = distribution_to_json(FloatDistribution(1e-4, 1e-1, log=True))
@@ -121,6 +121,9 @@ def prefill(url: str, study_name: str, count: int) -> None:
         ]
         for statement in statements:
             connection.execute(text(statement), {"s": sid, "n": count, "d": dist})
+    if not analyze:
+        engine.dispose()
+        return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))
     engine.dispose()

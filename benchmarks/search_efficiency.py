@@ -178,7 +178,7 @@ def run_service(
         stderr=subprocess.DEVNULL,
     )
     started = time.time()
-    from service.database import Database
+    from service.db.database import Database
 
     database = Database(url)
     storage = database.storage

@@ -14,7 +14,7 @@ distribution. This benchmark measures the distribution, and its ceiling:
    fixed per config, so every distinct config is a fresh draw of the training noise, as in a
    real run, where nearby configs' final accuracies differ by a few points.
 
-Searches: the service's defaults (built by service.search_strategy from a spec), random search with the
+Searches: the service's defaults (built by service.spec.strategy from a spec), random search with the
 default pruner, and two informed bounds that no real search has: random search told the grid
 best's batch size, and random search told the grid best's neighbourhood.
 
@@ -44,8 +44,8 @@ from benchmarks.search_efficiency import run_grid, setting
 from objectives.config import TrainingConfig
 from objectives.data import load_dataset
 from objectives.train import train
-from service.search_strategy import build_pruner, build_sampler, trial_seed
-from service.spec import StudySpec
+from service.spec.schema import StudySpec
+from service.spec.strategy import build_pruner, build_sampler, trial_seed
 
 LRS = [float(10**x) for x in np.linspace(-4, -1, 13)]
 BATCHES = [32, 64, 128, 256]  # search_efficiency's SPACE

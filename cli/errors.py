@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Parts of pydantic's error locations that name no field: the request body, and the tags of
-# a search-space entry's union (service.space.SpaceEntry).
+# a search-space entry's union (service.spec.space.SpaceEntry).
 _NOT_FIELDS = ("body", "searched", "fixed")
 
 

@@ -36,8 +36,8 @@ def add_parsers(subparsers: Any) -> None:
 
 def run_migrate(_args: argparse.Namespace) -> int:
     """Bring both schemas to head."""
-    from service.database import Database
-    from service.migrate import current_revision, migrate
+    from service.db.database import Database
+    from service.db.migrate import current_revision, migrate
 
     database = Database(get_settings().migration_url)
     try:
@@ -67,7 +67,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     """Serve optuna-dashboard on HPO_DATABASE_URL until interrupted."""
     import optuna_dashboard
 
-    from service.database import Database
+    from service.db.database import Database
 
     database = Database.from_settings(get_settings(), role="dashboard")
     optuna_dashboard.run_server(database.storage, host=args.host, port=args.port)

@@ -5,7 +5,7 @@ study spec.
 Unknown fields are rejected everywhere; each error names its field. Paths are checked for
 their form here (relative, no ``..``); that they stay inside HPO_DATA_DIR (symlinks) and that
 what they name exists is checked by the service when a study is created
-(service.spec_references), and again where they are read (objectives.paths.resolve_under).
+(service.spec.references), and again where they are read (objectives.paths.resolve_under).
 """
 
 from __future__ import annotations

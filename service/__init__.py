@@ -1,5 +1,7 @@
-"""The control plane: settings, the database layer, the study spec and the FastAPI app.
+"""The control plane: settings, the database layer, Optuna's adapter, the study spec, the data
+functions behind the API, scheduling, and the FastAPI app.
 
-The service never imports worker/ or objectives' training code; it reads only the
-torch-free parameter registry to validate specs.
+Sub-packages, lowest first (each imports only those above it, plus settings/errors/artifacts):
+``db`` → ``optuna`` → ``spec`` → ``scheduling`` → ``studies`` → ``api``. The service never imports
+worker/ or objectives' training code; it reads only objectives' torch-free modules.
 """

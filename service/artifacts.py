@@ -1,4 +1,6 @@
-"""Where a study's files (its trials' checkpoints) live under HPO_ARTIFACT_DIR, and removing them."""
+"""Where a study's files (its trials' checkpoints and final weights) live under HPO_ARTIFACT_DIR,
+which weights are kept (HPO_KEEP_WEIGHTS) and which are pinned (other studies start from them),
+and removing them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,12 @@ import shutil
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from service.db.models import StudyRecord, StudyStatus
 
 log = logging.getLogger("hpo.service")
 
@@ -66,9 +74,49 @@ def prune_weights(
     return doomed
 
 
+def prune_unpinned_weights(
+    session: Session, name: str, study_dir: Path, keep: int, values: dict[int, float | None], artifact_root: Path
+) -> list[int]:
+    """HPO_KEEP_WEIGHTS for study ``name``: delete the final weights of all but its ``keep`` best
+    trials (``values``: the completed trials' values by number), sparing the files other studies
+    start from; returns the trial numbers whose weights went.
+
+    Under a lock on the study's row (FOR UPDATE, until the session's transaction ends), so a create
+    pinning one of these files (service.spec.references.hold_init_study) either is seen here or
+    finds the file gone.
+    """
+    session.execute(select(StudyRecord.id).where(StudyRecord.name == name).with_for_update())
+    return prune_weights(study_dir, keep, values, pinned_weights(session, artifact_root))
+
+
+def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:
+    """The weights files that studies start from (``init: {kind: study}``, pinned at creation):
+    HPO_KEEP_WEIGHTS must not delete them."""
+    rows = session.execute(_STARTING_FROM_STUDIES).all()
+    return {(artifact_root / row.weights).resolve() for row in rows if row.weights}
+
+
+def studies_starting_from(session: Session, name: str) -> list[str]:
+    """The studies, by name, whose ``init`` is the weights of study ``name``."""
+    query = _STARTING_FROM_STUDIES.where(_INIT["study"].as_string() == name)
+    return sorted(row.name for row in session.execute(query))
+
+
 def weights_files(study_dir: Path) -> dict[int, Path]:
     """The final weights files in a study's folder, by trial number."""
     return {int(m.group(1)): p for p in study_dir.glob("trial-*.weights.pt") if (m := _WEIGHTS.fullmatch(p.name))}
 
 
 _WEIGHTS = re.compile(r"trial-(\d+)\.weights\.pt")
+_INIT = StudyRecord.spec["init"]
+
+
+def _starting_from_studies() -> Select[Any]:
+    """Each study (not being deleted) that starts from another's weights: its ``name``, the
+    ``study`` it starts from and the pinned ``weights`` file (relative to HPO_ARTIFACT_DIR)."""
+    return select(
+        StudyRecord.name, _INIT["study"].as_string().label("study"), _INIT["weights"].as_string().label("weights")
+    ).where(_INIT["kind"].as_string() == "study", StudyRecord.status != StudyStatus.DELETING)
+
+
+_STARTING_FROM_STUDIES = _starting_from_studies()

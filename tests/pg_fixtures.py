@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from service.database import Database
+from service.db.database import Database
 
 PG_URL = os.environ.get("HPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -108,7 +108,7 @@ def _database() -> Iterator[Database]:
 
 
 def _migrate(url: str) -> None:
-    from service.migrate import migrate
+    from service.db.migrate import migrate
 
     database = Database(url)
     migrate(database)

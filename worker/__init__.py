@@ -2,6 +2,6 @@
 
 A supervisor (worker.supervisor) starts one child process per GPU slot; each child
 (worker.loop) picks a study, creates one Optuna trial under the study's lock
-(service.budget), and runs it through worker.objective, which adapts Optuna's trial to
+(service.scheduling.budget), and runs it through worker.objective, which adapts Optuna's trial to
 objectives.train.
 """

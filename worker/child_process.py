@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from service.database import Database
+from service.db.database import Database
 from service.settings import get_settings
 from worker.progress import child_logging
 from worker.signals import StopKind, StopRequests
@@ -40,7 +40,7 @@ def child_main(slot: SlotConfig, quota: TrialQuota, log_queue: Any = None) -> No
     if slot.threads:
         torch.set_num_threads(slot.threads)
     settings = get_settings()
-    database = Database.from_settings(settings, role="worker")  # one pooled connection (service.database)
+    database = Database.from_settings(settings, role="worker")  # one pooled connection (service.db.database)
     try:
         SlotLoop(slot, database, settings, stop, quota, torch.device(slot.device)).run()
     finally:

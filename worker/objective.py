@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from sqlalchemy import Engine
 
 from service.artifacts import weights_file
-from service.optuna_storage import ResilientRDBStorage, stale_trial_retry
-from service.optuna_trials import trial_id
-from service.space import Categorical, FloatRange, IntRange
-from service.spec import StudySpec
+from service.db.database import Database
+from service.optuna.resilient import ResilientRDBStorage
+from service.optuna.trials import trial_id
+from service.spec.schema import StudySpec
+from service.spec.space import Categorical, FloatRange, IntRange
 from worker.progress import progress_extra
 from worker.runner import HandBack
 
@@ -197,9 +197,9 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
     return params
 
 
-def hand_back(study: optuna.Study, trial: optuna.trial.FrozenTrial, engine: Engine) -> None:
+def hand_back(study: optuna.Study, trial: optuna.trial.FrozenTrial, db: Database) -> None:
     """Re-queue a trial this worker gave up at an epoch boundary, exactly as a stale one would be."""
-    stale_trial_retry(engine, handed_back=True)(study, trial)
+    db.stale_trial_retry(handed_back=True)(study, trial)
 
 
 def report_checkpointed_epochs(trial: optuna.Trial, history: tuple[float, ...]) -> None:

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import optuna
 from optuna.trial import TrialState
 
-from service.optuna_internals import TunedRDBStorage
-from service.optuna_trials import heartbeat_thread, tell, trial_handle
+from service.optuna.storage import TunedRDBStorage
+from service.optuna.trials import heartbeat_thread, tell, trial_handle
 
 log = logging.getLogger("hpo.worker")
 ERROR_CHARS = 500  # of a failed trial's "error" attribute

@@ -15,18 +15,17 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
-from service import studies
-from service.artifacts import study_artifact_dir, weights_files
-from service.database import Database
-from service.db_retry import call_with_retry
-from service.failures import record_trial_outcome
-from service.models import StudyRecord, StudyStatus
-from service.optuna_internals import trial_cache
-from service.search_strategy import build_pruner, build_sampler
+from service.artifacts import prune_unpinned_weights, study_artifact_dir, weights_files
+from service.db.database import Database
+from service.db.models import StudyRecord, StudyStatus
+from service.db.retry import call_with_retry
+from service.optuna.storage import trial_cache
+from service.scheduling.failures import record_trial_outcome
+from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import Settings
-from service.spec import StudySpec
-from service.spec_references import prune_unpinned_weights
-from service.sweeper import sweep_stale_trials
+from service.spec.schema import StudySpec
+from service.spec.strategy import build_pruner, build_sampler
+from service.studies.lifecycle import study_status
 from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
 from worker.runner import run_claimed
@@ -42,7 +41,7 @@ STATUS_SECONDS = 2.0  # how often a running trial asks whether its study was sto
 class SlotLoop:
     """The trial loop of one slot.
 
-    Database calls are retried across a database restart (service.db_retry); training never
+    Database calls are retried across a database restart (service.db.retry); training never
     is: a trial that fails ends as FAIL, and one whose process dies is retried by its lineage.
     """
 
@@ -131,7 +130,7 @@ class SlotLoop:
         outcome = run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
         if objective.handed_back:
             handed = call_with_retry(self.storage.get_trial, claim.trial_id)  # this trial alone, not the study
-            call_with_retry(hand_back, study, handed, self.db.engine)
+            call_with_retry(hand_back, study, handed, self.db)
         else:
             self._count(claim.record.name, outcome.error, spec.max_failed_trials)
         if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):  # told and final: a FAIL may yet be retried
@@ -162,7 +161,7 @@ class SlotLoop:
             )
 
     def _count(self, name: str, error: str | None, limit: int) -> None:
-        """Tell the failure guard how the trial ended (service/failures.py)."""
+        """Tell the failure guard how the trial ended (service/scheduling/failures.py)."""
 
         def record() -> str | None:
             with self.db.session() as session:
@@ -200,7 +199,7 @@ class SlotLoop:
 
     def _status(self, name: str) -> str | None:
         with self.db.session() as session:
-            return studies.study_status(session=session, name=name)
+            return study_status(session=session, name=name)
 
 
 def _raise(exc: Exception) -> Callable[[optuna.Trial], float]:

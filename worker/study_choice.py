@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.budget import Budget, mark_completed_if_spent, may_start, records_with_budget
-from service.database import Database
-from service.models import StudyRecord, StudyStatus
+from service.db.database import Database
+from service.db.models import StudyRecord, StudyStatus
+from service.scheduling.budget import Budget, mark_completed_if_spent, may_start, records_with_budget
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Optuna's schema indexes trials by study only, so counting a study's trials by state, and
 Optuna's own numbering of a new trial, read every trial of the study. These indexes on
 Optuna's tables (named hpo_* so that it is clear whose they are) make the budget check cost
-the same at 50,000 trials as at none (service.optuna_internals.budget_stats).
+the same at 50,000 trials as at none (service.optuna.storage.budget_stats).
 
 Revision ID: 0003_claim_indexes
 Revises: 0002_failure_guard
@@ -18,7 +18,7 @@ down_revision = "0002_failure_guard"
 branch_labels = None
 depends_on = None
 
-RETRY_MARK = sa.text("key = 'failed_trial'")  # service.optuna_internals.RETRY_OF
+RETRY_MARK = sa.text("key = 'failed_trial'")  # service.optuna.storage.RETRY_OF
 
 
 def upgrade() -> None:

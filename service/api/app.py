@@ -18,13 +18,13 @@ from service.api.deps import DatabaseDep
 from service.api.errors import add_error_handlers
 from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
-from service.database import Database
-from service.db_retry import call_with_retry
-from service.migrate import migrate_from_settings
+from service.db.database import Database
+from service.db.migrate import migrate_from_settings
+from service.db.retry import call_with_retry
+from service.scheduling.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
 from service.settings import get_settings
-from service.study_list import SpecCache
-from service.study_tallies import StudyTallies
-from service.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
+from service.studies.read import SpecCache
+from service.studies.tallies import StudyTallies
 
 log = logging.getLogger("hpo.api")
 MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueued configs fit easily

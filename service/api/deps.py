@@ -11,10 +11,10 @@ from optuna.storages import RDBStorage
 from sqlalchemy.orm import Session
 
 from service.api.auth import Role, may, role_of
-from service.database import Database
+from service.db.database import Database
 from service.settings import Settings, get_settings
-from service.study_list import SpecCache
-from service.study_tallies import StudyTallies
+from service.studies.read import SpecCache
+from service.studies.tallies import StudyTallies
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 _bearer = HTTPBearer(auto_error=False, description="required when HPO_API_TOKEN is set")
@@ -36,7 +36,7 @@ def get_session(database: DatabaseDep) -> Iterator[Session]:
 
 
 def get_tallies(request: Request) -> StudyTallies:
-    """The app's running trial counts per study (service.study_tallies), kept for GET /studies."""
+    """The app's running trial counts per study (service.studies.tallies), kept for GET /studies."""
     tallies: StudyTallies = request.app.state.tallies
     return tallies
 
@@ -45,7 +45,7 @@ TalliesDep = Annotated[StudyTallies, Depends(get_tallies)]
 
 
 def get_specs(request: Request) -> SpecCache:
-    """The app's decoded specs by study (service.study_list), kept for GET /studies."""
+    """The app's decoded specs by study (service.studies.read), kept for GET /studies."""
     specs: SpecCache = request.app.state.specs
     return specs
 

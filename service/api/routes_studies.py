@@ -1,23 +1,23 @@
-"""Routes under /studies. Each one calls a data function in service.studies (or service.best_model).
+"""Routes under /studies. Each one calls a data function in service.studies.lifecycle (or service.studies.best_model).
 
 Plain ``def`` routes: FastAPI runs them in its thread pool, so blocking database calls are fine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import FileResponse
 from pydantic import TypeAdapter
 
-from service import studies, study_list, study_trials
 from service.api.deps import SessionDep, SpecsDep, StorageDep, TalliesDep, authorize
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
-from service.best_model import best_model_file
 from service.settings import get_settings
-from service.spec import StudySpec
+from service.spec.schema import StudySpec
+from service.studies import lifecycle, read
+from service.studies import trials as study_trials
+from service.studies.best_model import best_model_file
 
 router = APIRouter(
     prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)], responses=answers(401, 403, 503)
@@ -41,22 +41,25 @@ def json_response(adapter: TypeAdapter[Any], content: Any) -> Response:
     response_model=StudyOut,
     responses={**answers(400, 409, 413), 422: {"description": "invalid spec; nothing written"}},
 )
-def create_study(spec: StudySpec, session: SessionDep, storage: StorageDep) -> StudyOut:
+def create_study(
+    spec: StudySpec, session: SessionDep, storage: StorageDep, tallies: TalliesDep, specs: SpecsDep
+) -> StudyOut:
     """Start a search. The spec is validated in full before anything is written."""
-    return StudyOut.from_view(studies.create_study(session=session, storage=storage, spec=spec))
+    lifecycle.create_study(session=session, storage=storage, spec=spec)
+    return get_study(spec.name, session, tallies, specs)
 
 
 @router.get("", response_model=list[StudyOut])
 def list_studies(session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> Response:
     """Every study with its status and progress, newest first."""
-    summaries = study_list.list_studies(session=session, tallies=tallies, specs=specs)
+    summaries = read.list_studies(session=session, tallies=tallies, specs=specs)
     return json_response(STUDY_LIST, [StudyOut.from_summary(summary) for summary in summaries])
 
 
 @router.get("/{name}", response_model=StudyOut, responses=NOT_FOUND)
 def get_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
     """One study: spec, status, budget, counts by trial state, best value."""
-    return StudyOut.from_summary(study_list.get_study_summary(session=session, tallies=tallies, specs=specs, name=name))
+    return StudyOut.from_summary(read.get_study(session=session, tallies=tallies, specs=specs, name=name))
 
 
 @router.get("/{name}/trials", response_model=TrialPage, responses=NOT_FOUND)
@@ -94,32 +97,32 @@ def best_model(name: str, session: SessionDep, tallies: TalliesDep) -> FileRespo
     return FileResponse(path, media_type="application/octet-stream", filename=f"{name}-trial-{number}.pt")
 
 
-def _status_route(action: str) -> Callable[[str, SessionDep, TalliesDep, SpecsDep], StudyOut]:
-    def change(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
-        studies.change_status(session=session, name=name, action=action)
-        return get_study(name, session, tallies, specs)
-
-    change.__doc__ = {
-        "pause": "Stop handing out new trials; running ones finish.",
-        "resume": "Hand out trials again.",
-        "stop": "End the study: running trials stop at their next epoch boundary.",
-    }[action]
-    return change
+STATUS_CHANGE: dict[str, Any] = {"response_model": StudyOut, "responses": answers(404, 409)}
 
 
-for _action in studies.TRANSITIONS:
-    router.add_api_route(
-        f"/{{name}}/{_action}",
-        _status_route(_action),
-        methods=["POST"],
-        response_model=StudyOut,
-        name=f"{_action}_study",
-        responses=answers(404, 409),
-    )
+@router.post("/{name}/pause", **STATUS_CHANGE)
+def pause_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
+    """Stop handing out new trials; running ones finish."""
+    lifecycle.change_status(session=session, name=name, action="pause")
+    return get_study(name, session, tallies, specs)
+
+
+@router.post("/{name}/resume", **STATUS_CHANGE)
+def resume_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
+    """Hand out trials again."""
+    lifecycle.change_status(session=session, name=name, action="resume")
+    return get_study(name, session, tallies, specs)
+
+
+@router.post("/{name}/stop", **STATUS_CHANGE)
+def stop_study(name: str, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
+    """End the study: running trials stop at their next epoch boundary."""
+    lifecycle.change_status(session=session, name=name, action="stop")
+    return get_study(name, session, tallies, specs)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=answers(404, 409))
 def delete_study(name: str, session: SessionDep, storage: StorageDep) -> None:
     """Remove the study, its Optuna study, all its trials and their checkpoints (409 while
     another study starts from its weights)."""
-    studies.delete_study(session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir)
+    lifecycle.delete_study(session=session, storage=storage, name=name, artifact_root=get_settings().artifact_dir)

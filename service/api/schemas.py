@@ -1,4 +1,4 @@
-"""Response models of the API (requests use service.spec.StudySpec directly)."""
+"""Response models of the API (requests use service.spec.schema.StudySpec directly)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.settings import get_settings
-from service.studies import StudyView
-from service.study_list import StudySummary, summarise
+from service.studies.read import StudySummary
 
 
 class StudyOut(BaseModel):
@@ -28,11 +27,6 @@ class StudyOut(BaseModel):
     dashboard_url: str | None
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def from_view(cls, view: StudyView) -> StudyOut:
-        """Build from the data layer's view of a study."""
-        return cls.from_summary(summarise(view))
 
     @classmethod
     def from_summary(cls, study: StudySummary) -> StudyOut:

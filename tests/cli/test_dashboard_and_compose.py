@@ -159,7 +159,7 @@ def test_every_example_spec_and_config_validates():
     import json
 
     from objectives.config import TrainingConfig
-    from service.spec import StudySpec
+    from service.spec.schema import StudySpec
 
     examples = REPO / "examples"
     specs = [p for p in examples.rglob("*") if p.suffix in (".yaml", ".json") and p.name != "train-cnn.json"]

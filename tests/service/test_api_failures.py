@@ -12,12 +12,12 @@ import optuna
 import pytest
 from sqlalchemy import text, update
 
-from service.database import Database
-from service.models import StudyRecord
+from service.db.database import Database
+from service.db.models import StudyRecord
+from service.scheduling.sweeper import finish_interrupted
 from service.settings import get_settings
-from service.spec import StudySpec
-from service.studies import create_study
-from service.sweeper import finish_interrupted
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import create_study
 from tests.conftest import make_spec
 
 

@@ -8,8 +8,8 @@ import optuna
 import pytest
 from sqlalchemy import event, select
 
-from service.database import Database
-from service.models import StudyRecord
+from service.db.database import Database
+from service.db.models import StudyRecord
 from tests.conftest import make_spec
 
 
@@ -31,6 +31,21 @@ def test_create_then_get_and_list(api, db):
     assert [s["name"] for s in api.get("/studies").json()] == ["cifar-search"]
     study = optuna.load_study(study_name="cifar-search", storage=db.storage)
     assert study.user_attrs["hpo_spec"]["max_trials"] == 4  # mirrored for optuna-dashboard
+
+
+def test_every_answer_that_shows_a_study_shows_it_alike(api, db):
+    """POST, GET /studies/{name}, GET /studies and the status changes read a study one way
+    (service/studies/read.py): the same fields, the same values."""
+    created = api.post("/studies", json=make_spec(enqueue=[{"lr": 0.001, "batch_size": 128, "aug_strength": 0.5}]))
+    assert created.status_code == 201, created.text
+    assert api.get("/studies/cifar-search").json() == created.json()
+    assert api.get("/studies").json() == [created.json()]
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+    study.tell(study.ask(), 0.25)
+    paused = api.post("/studies/cifar-search/pause").json()
+    assert paused["status"] == "paused" and paused["counts"]["complete"] == 1 and paused["best_value"] == 0.25
+    assert api.get("/studies/cifar-search").json() == paused
+    assert api.get("/studies").json() == [paused]
 
 
 def test_defaults_fill_the_search_space(api):
@@ -208,7 +223,7 @@ def test_delete_removes_study_and_optuna_study(api, db):
 
 
 def test_the_list_shows_a_study_created_again_under_its_old_name_with_its_new_spec(api):
-    """GET /studies decodes each spec once per process (service/study_list.SpecCache)."""
+    """GET /studies decodes each spec once per process (service/studies/read.SpecCache)."""
     api.post("/studies", json=make_spec(epochs=2))
     assert api.get("/studies").json()[0]["spec"]["epochs"] == 2
     api.delete("/studies/cifar-search")
@@ -230,7 +245,7 @@ def test_the_list_marks_a_study_whose_budget_is_spent_completed(api, db):
 
 
 def test_one_study_and_the_list_count_its_trials_alike_as_they_change(api, db):
-    """GET /studies/{name} and GET /studies share the API's tallies (service/study_tallies.py):
+    """GET /studies/{name} and GET /studies share the API's tallies (service/studies/tallies.py):
     reading one study must neither lose nor double-count what the list has counted."""
     for name in ("a", "b"):
         api.post("/studies", json=make_spec(name, max_trials=10))
@@ -306,39 +321,6 @@ def test_a_page_of_trials_costs_the_same_queries_whatever_the_study_holds(api):
     assert page["total"] == 600 and [t["number"] for t in page["trials"]] == [597, 598]
     assert {t["state"] for t in page["trials"]} == {"waiting"}
     assert queries_for_page("large", 600)[1]["trials"] == []  # past the end: an empty page
-
-
-def test_a_page_holds_what_optuna_itself_reads_for_those_trials(api, db):
-    """service/trial_pages.py reads Optuna's tables itself: every part of a trial must come back as
-    Optuna's loader returns it, special values (infinities, NaN) and each kind of distribution included."""
-    from service.study_trials import trial_as_dict
-    from service.trial_pages import trials_page
-
-    api.post("/studies", json=make_spec())
-    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
-    for i in range(4):
-        trial = study.ask()
-        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
-        trial.suggest_int("depth", 1, 8)
-        trial.suggest_categorical("optimizer", ["adam", "sgd", None])
-        trial.report(float("nan") if i == 1 else 0.1 * i, step=1)
-        trial.report(float("-inf") if i == 2 else 0.2, step=2)
-        trial.set_user_attr("metrics", {"val_accuracy": 0.5, "nested": [1, 2]})
-        study.tell(trial, [0.3, float("inf"), None, None][i], state=None if i < 2 else optuna.trial.TrialState.PRUNED)
-    study.enqueue_trial({"lr": 0.01})
-    expected = study.get_trials(deepcopy=False)
-    with db.engine.connect() as connection:
-        page = trials_page(connection, study._study_id, 0, 10)
-    as_json = [json.dumps([trial_as_dict(t) for t in trials], sort_keys=True) for trials in (page, expected)]
-    assert as_json[0] == as_json[1]  # compared as text: NaN is not equal to itself
-    assert "NaN" in as_json[0] and "-Infinity" in as_json[0]
-    assert [(t.distributions, t.system_attrs, t.values) for t in page] == [
-        (t.distributions, t.system_attrs, t.values) for t in expected
-    ]
-    assert [t["number"] for t in api.get("/studies/cifar-search/trials", params={"offset": 3}).json()["trials"]] == [
-        3,
-        4,
-    ]
 
 
 NON_FINITE = {  # where a NaN or an infinity can hide in a spec, and the field the 422 must name

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from service.artifacts import prune_weights, study_artifact_dir, weights_file
-from service.models import StudyRecord
+from service.db.models import StudyRecord
 from service.settings import get_settings
 from tests.conftest import make_spec
 

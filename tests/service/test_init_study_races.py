@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from service.database import Database
+from service.artifacts import prune_unpinned_weights
+from service.db.database import Database
+from service.db.models import StudyRecord, StudyStatus
 from service.errors import SpecError, StudyConflictError
-from service.models import StudyRecord, StudyStatus
-from service.spec import StudySpec
-from service.spec_references import hold_init_study, prune_unpinned_weights
-from service.studies import create_study, delete_study
+from service.spec.references import hold_init_study
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import create_study, delete_study
 from tests.conftest import make_spec
 
 PINNED = {"kind": "study", "study": "pre", "trial": 0, "weights": "pre/trial-0.weights.pt"}

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import inspect, text
 
-from service.database import Database
-from service.migrate import current_revision, downgrade, migrate
+from service.db.database import Database
+from service.db.migrate import current_revision, downgrade, migrate
 
 OPTUNA_TABLES = {"alembic_version", "studies", "trials", "trial_values", "trial_heartbeats"}
 OUR_TABLES = {"hpo_alembic_version", "hpo_studies"}
@@ -52,7 +52,7 @@ def test_migrate_twice_is_a_no_op(empty_pg):
 
 def test_concurrent_migrations_both_succeed(empty_pg):
     code = (
-        "import sys; from service.database import Database; from service.migrate import migrate; "
+        "import sys; from service.db.database import Database; from service.db.migrate import migrate; "
         "migrate(Database(sys.argv[1]))"
     )
     procs = [

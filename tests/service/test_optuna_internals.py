@@ -1,11 +1,12 @@
-"""The contract with Optuna's insides: every private use in service/optuna_internals.py,
-optuna_trials.py and optuna_tables.py, pinned
-against the installed Optuna, on PostgreSQL and SQLite. An Optuna upgrade that breaks one of
-these assumptions fails here, by name, and nowhere else.
+"""The contract with Optuna's insides: every private use in service/optuna/ (storage.py,
+trials.py, tables.py, pages.py, resilient.py), pinned against the installed Optuna, on PostgreSQL
+and SQLite. An Optuna upgrade that breaks one of these assumptions fails here, by name, and
+nowhere else. (tests/service/test_optuna_boundary.py keeps those uses inside service/optuna/.)
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -18,14 +19,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service import optuna_internals as internals
-from service import optuna_tables as tables
-from service import optuna_trials as trials
-from service.budget import Budget, Progress, read_budget
-from service.database import Database, Heartbeat
-from service.optuna_storage import build_storage
-from service.spec import StudySpec
-from service.studies import create_study
+from service.db.database import Database, Heartbeat
+from service.optuna import storage as internals
+from service.optuna import tables, trials
+from service.optuna.resilient import build_storage
+from service.scheduling.budget import Budget, Progress, read_budget
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import create_study
 from tests.conftest import make_spec
 
 Setup = tuple[Database, int]  # a database holding study "s", and one RUNNING trial of it
@@ -38,11 +38,12 @@ def heartbeat_db(url: str, interval: int = 10) -> Database:
 def new_study(database: Database, name: str = "s", **overrides) -> int:
     """Create a study through the data layer; returns its Optuna id."""
     with database.sessions() as session:
-        view = create_study(
+        create_study(
             session=session, storage=database.storage, spec=StudySpec.model_validate(make_spec(name, **overrides))
         )
-    assert view.optuna_id is not None
-    return view.optuna_id
+        optuna_id = read_budget(session, name)[1]
+    assert optuna_id is not None
+    return optuna_id
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def fast_beats(db_url) -> Iterator[Database]:
 
 
 def test_the_installed_optuna_is_the_minor_version_the_adapter_was_written_for():
-    assert optuna.__version__.startswith("5.0."), "re-check service/optuna_internals.py against this Optuna"
+    assert optuna.__version__.startswith("5.0."), "re-check service/optuna/storage.py against this Optuna"
 
 
 def test_the_storage_runs_on_the_database_engine_and_its_pool(running: Setup):
@@ -78,7 +79,7 @@ def test_the_storage_is_built_on_one_connection_at_a_time(pg_url):
     transaction: behind PgBouncer, slots starting together each held a server and waited for another."""
     engine = create_engine(pg_url, pool_size=1, max_overflow=0, pool_timeout=2)
     try:
-        storage = build_storage(engine, heartbeat_interval=1, grace_period=4)  # TimeoutError on two
+        storage = build_storage(engine, heartbeat_interval=1, grace_period=4, reopen=print)  # TimeoutError on two
         assert storage.get_all_studies() == []
     finally:
         engine.dispose()
@@ -90,7 +91,7 @@ def test_tables_at_another_optuna_schema_revision_are_refused_with_what_to_run(p
         with engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
         with pytest.raises(RuntimeError, match=r"revision v3\.0\.0\.d.*hpo migrate"):
-            build_storage(engine, heartbeat_interval=None, grace_period=None)
+            build_storage(engine, heartbeat_interval=None, grace_period=None, reopen=print)
     finally:
         engine.dispose()
 
@@ -306,7 +307,7 @@ def test_tpe_start_up_counts_the_trials_of_every_hyperband_bracket():
     """Under Hyperband, Optuna hands the sampler a view of the trial's bracket, but TPE reads every
     trial through it (the view filters only get_trials, TPE reads _get_trials): exactly
     n_startup_trials trials are random, though Hyperband (E = 8) puts them in 2 brackets."""
-    from service.search_strategy import build_pruner, build_sampler, trial_seed
+    from service.spec.strategy import build_pruner, build_sampler, trial_seed
 
     spec = StudySpec.model_validate(make_spec("s", epochs=8, sampler={"name": "tpe", "seed": 3, "n_startup_trials": 4}))
     study = optuna.create_study(study_name="start-up", direction="maximize", pruner=build_pruner(spec))
@@ -335,7 +336,7 @@ def test_the_private_storage_calls_of_the_trial_cache_are_the_ones_retried():
 
     from optuna.storages import _cached_storage
 
-    from service.optuna_storage import ResilientRDBStorage
+    from service.optuna.resilient import ResilientRDBStorage
 
     called = set(re.findall(r"_backend\.(_\w+)\(", inspect.getsource(_cached_storage)))
     assert called - {"_create_new_trial"} == set(internals.CACHE_BACKEND_CALLS)  # creation: under the claim's retry
@@ -352,9 +353,42 @@ def test_a_claimed_trial_the_cache_never_saw_takes_parameters_once_cached(db):
     with db.session() as session:
         popped = trials.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))
     assert popped is not None
-    trials.cache_claimed_trial(storage, study_id, popped)
+    trials.cache_claimed_trial(storage, study_id, trials.ClaimedTrial(popped, None, in_claim_transaction=False))
     trial = trials.trial_handle(study, popped)
     assert trial.suggest_float("lr", 1e-4, 1e-1, log=True) == 0.001
     assert trial.suggest_float("momentum", 0.8, 0.99) == storage.get_trial(popped).params["momentum"]
     study.tell(trial, 0.7)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.COMPLETE]
+
+
+def test_a_page_holds_what_optuna_itself_reads_for_those_trials(api, db):
+    """service/optuna/pages.py reads Optuna's tables itself: every part of a trial must come back as
+    Optuna's loader returns it, special values (infinities, NaN) and each kind of distribution included."""
+    from service.optuna.pages import trials_page
+    from service.studies.trials import trial_as_dict
+
+    api.post("/studies", json=make_spec())
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+    for i in range(4):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        trial.suggest_int("depth", 1, 8)
+        trial.suggest_categorical("optimizer", ["adam", "sgd", None])
+        trial.report(float("nan") if i == 1 else 0.1 * i, step=1)
+        trial.report(float("-inf") if i == 2 else 0.2, step=2)
+        trial.set_user_attr("metrics", {"val_accuracy": 0.5, "nested": [1, 2]})
+        study.tell(trial, [0.3, float("inf"), None, None][i], state=None if i < 2 else optuna.trial.TrialState.PRUNED)
+    study.enqueue_trial({"lr": 0.01})
+    expected = study.get_trials(deepcopy=False)
+    with db.engine.connect() as connection:
+        page = trials_page(connection, study._study_id, 0, 10)
+    as_json = [json.dumps([trial_as_dict(t) for t in trials], sort_keys=True) for trials in (page, expected)]
+    assert as_json[0] == as_json[1]  # compared as text: NaN is not equal to itself
+    assert "NaN" in as_json[0] and "-Infinity" in as_json[0]
+    assert [(t.distributions, t.system_attrs, t.values) for t in page] == [
+        (t.distributions, t.system_attrs, t.values) for t in expected
+    ]
+    assert [t["number"] for t in api.get("/studies/cifar-search/trials", params={"offset": 3}).json()["trials"]] == [
+        3,
+        4,
+    ]

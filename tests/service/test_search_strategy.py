@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from service.search_strategy import build_pruner, build_sampler, trial_seed
-from service.spec import StudySpec
+from service.spec.schema import StudySpec
+from service.spec.strategy import build_pruner, build_sampler, trial_seed
 from tests.conftest import make_spec
 
 

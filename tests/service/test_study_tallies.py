@@ -1,4 +1,4 @@
-"""GET /studies counts trials incrementally (service/study_tallies.py): after any sequence of
+"""GET /studies counts trials incrementally (service/studies/tallies.py): after any sequence of
 trial changes its counts equal a full aggregate of Optuna's tables."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy import select
 
-from service.budget import Progress
-from service.database import Database
-from service.optuna_tables import study_stats
-from service.spec import StudySpec
-from service.studies import create_study
-from service.study_tallies import StudyTallies
+from service.db.database import Database
+from service.optuna.tables import study_stats
+from service.scheduling.budget import Progress
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import create_study
+from service.studies.tallies import StudyTallies
 from tests.conftest import make_spec
 
 CREATED = datetime(2026, 11, 30, tzinfo=UTC)  # the studies' records' creation time, as the API passes it

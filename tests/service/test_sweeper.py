@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import event
 
-from service.spec import StudySpec
-from service.studies import create_study
-from service.sweeper import sweep_stale_trials
+from service.scheduling.sweeper import sweep_stale_trials
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import create_study
 from tests.conftest import make_spec
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import optuna
 
-from service.database import Database
+from service.db.database import Database
 from service.settings import get_settings
-from service.spec import StudySpec
-from service.studies import StudyView, change_status, create_study, get_study
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import change_status, create_study
+from service.studies.read import StudySummary, get_study
 from tests.conftest import DATA_ROOT, make_spec
 from worker.objective import TrialObjective
 from worker.slot_loop import SlotLoop
@@ -109,8 +110,8 @@ def running_trial_past_epoch(db: Database, name: str, epoch: int) -> optuna.tria
     return None
 
 
-def study_view(db: Database, name: str) -> StudyView:
-    """The study's record and progress, fresh from the database."""
+def study_view(db: Database, name: str) -> StudySummary:
+    """The study and its progress, fresh from the database (as the API shows it)."""
     with db.sessions() as session:
         return get_study(session=session, name=name)
 
@@ -120,7 +121,7 @@ def assert_exact_budget(db: Database, name: str, max_trials: int) -> None:
     view = study_view(db, name)
     assert view.progress.finished == max_trials, view.progress
     assert view.progress.counts["running"] == 0 and view.progress.counts["waiting"] == 0, view.progress
-    assert view.record.status == "completed"
+    assert view.status == "completed"
 
 
 def slot_loop(db: Database, objective: type[TrialObjective] = TrialObjective) -> SlotLoop:

@@ -44,7 +44,7 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
     assert pruned, "no trial was pruned"
     assert sum(len(t.intermediate_values) for t in done) < budget * epochs
     complete = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
-    record = study_view(pg_db, "s").record
+    record = study_view(pg_db, "s")
     folder = study_artifact_dir(tmp_path, record.id, record.created_at)  # by the study's id, not its name
     assert folder.parent == tmp_path.resolve() and folder.name.startswith(f"study-{record.id}-")
     for trial in pruned:  # finished: nothing resumes it, so its checkpoints are gone

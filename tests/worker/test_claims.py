@@ -7,8 +7,8 @@ import pytest
 from optuna.trial import TrialState
 from sqlalchemy import text
 
-from service.database import Database
-from service.optuna_internals import trial_cache
+from service.db.database import Database
+from service.optuna.storage import trial_cache
 from tests.worker.helpers import new_study, set_status
 from worker.claims import claim_trial
 from worker.runner import run_claimed

@@ -7,9 +7,9 @@ import time
 
 from sqlalchemy import text
 
-from service.database import Database, Heartbeat
-from service.optuna_internals import trial_cache
-from service.optuna_trials import heartbeat_thread
+from service.db.database import Database, Heartbeat
+from service.optuna.storage import trial_cache
+from service.optuna.trials import heartbeat_thread
 from tests.pg_fixtures import LimitedRole
 from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, wait_for
 from worker.claims import claim_trial

@@ -50,4 +50,4 @@ def test_stop_ends_running_trials_at_the_next_epoch(pg_db, tmp_path):
     assert len(done) == 1
     assert done[0].state == optuna.trial.TrialState.PRUNED and done[0].user_attrs["stopped"] is True
     assert len(done[0].intermediate_values) < 12
-    assert study_view(pg_db, "s").record.status == "stopped"
+    assert study_view(pg_db, "s").status == "stopped"

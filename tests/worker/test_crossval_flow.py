@@ -14,7 +14,6 @@ import torch
 from optuna.trial import TrialState
 
 from objectives.checkpoint import previous_path
-from service.optuna_storage import stale_trial_retry
 from service.settings import get_settings
 from tests.conftest import make_spec
 from tests.worker.helpers import assert_exact_budget, dies_after_saving, finish, run_slot, start_worker, trials
@@ -95,7 +94,7 @@ def test_a_retry_resumes_every_fold_of_a_killed_trial(api, db):
     checkpoint = _checkpoint(killed)  # kept: the trial failed, and its retry resumes from it
     assert checkpoint["epoch"] == 2 and [len(fold["history"]) for fold in checkpoint["folds"]] == [2, 2, 2]
     study = optuna.load_study(study_name="cv", storage=db.storage)
-    stale_trial_retry(db.engine)(study, killed)  # what the heartbeat sweep does for a dead worker's trial
+    db.stale_trial_retry()(study, killed)  # what the heartbeat sweep does for a dead worker's trial
     run_slot(db)
 
     retry = trials(db, "cv")[1]

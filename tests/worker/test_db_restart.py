@@ -18,8 +18,8 @@ import optuna
 import pytest
 
 from cli.local_api import free_port
-from service.database import Database, Heartbeat
-from service.migrate import migrate
+from service.db.database import Database, Heartbeat
+from service.db.migrate import migrate
 from tests.worker.helpers import (
     assert_exact_budget,
     finish,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.database import Database
+from service.db.database import Database
 from service.settings import get_settings
 from tests.conftest import make_spec
 from tests.pg_fixtures import PgBouncer

@@ -13,7 +13,6 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from service.optuna_storage import stale_trial_retry
 from tests.worker.helpers import dies_after_saving, new_study, run_slot, trials
 from worker.objective import TrialObjective
 
@@ -32,7 +31,7 @@ def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_nev
     assert killed.state == TrialState.FAIL and sorted(killed.intermediate_values) == [1]
 
     study = optuna.load_study(study_name="s", storage=db.storage)
-    stale_trial_retry(db.engine)(study, killed)  # what the heartbeat sweep does for a dead worker's trial
+    db.stale_trial_retry()(study, killed)  # what the heartbeat sweep does for a dead worker's trial
     run_slot(db)
 
     retry = trials(db, "s")[1]

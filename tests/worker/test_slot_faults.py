@@ -16,13 +16,12 @@ from sqlalchemy import select, update
 
 from objectives.data import DatasetError
 from objectives.train import TrainResult
-from service.failures import record_trial_outcome
-from service.models import StudyRecord
-from service.optuna_storage import stale_trial_retry
-from service.optuna_trials import trial_id
+from service.db.models import StudyRecord
+from service.optuna.trials import trial_id
+from service.scheduling.failures import record_trial_outcome
+from service.scheduling.sweeper import remove_orphans
 from service.settings import get_settings
-from service.studies import change_status, delete_study
-from service.sweeper import remove_orphans
+from service.studies.lifecycle import change_status, delete_study
 from tests.worker.helpers import new_study, slot_loop, study_view, trials
 from worker.claims import claim_trial
 from worker.objective import TrialObjective
@@ -139,8 +138,8 @@ def test_a_study_whose_trials_keep_failing_is_paused_with_the_reason_before_it_b
 
     assert [t.state for t in trials(db, "bad-data")] == [TrialState.FAIL] * 3  # not 10
     view = study_view(db, "bad-data")
-    assert view.record.status == "paused"
-    assert "3 failed trials in a row" in view.record.status_reason and "0001.jpg" in view.record.status_reason
+    assert view.status == "paused"
+    assert "3 failed trials in a row" in view.status_reason and "0001.jpg" in view.status_reason
     assert [t.state for t in trials(db, "other")] == [TrialState.COMPLETE] * 2
 
     with db.sessions() as session:  # the user fixed the data and resumes: the guard starts afresh
@@ -155,7 +154,7 @@ def test_a_trial_that_does_not_fail_ends_the_run_of_failures(db):
     with db.session() as session:
         reasons = [record_trial_outcome(session, "flaky", error=e, limit=3) for e in outcomes]
     assert reasons == [None] * 5
-    assert study_view(db, "flaky").record.status == "running"
+    assert study_view(db, "flaky").status == "running"
     with db.session() as session:
         assert record_trial_outcome(session, "flaky", error="boom", limit=3) is not None
 
@@ -168,11 +167,11 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
     db.storage.set_trial_user_attr(claim.trial_id, "error", "HandBack: worker shutting down")
     db.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)  # fail_stale_trials, first half
     survey(db)  # a worker's look at the studies in between: the budget looks spent
-    assert study_view(db, "s").record.status == "completed"
+    assert study_view(db, "s").status == "completed"
 
     study = optuna.load_study(study_name="s", storage=db.storage)
-    stale_trial_retry(db.engine)(study, study.get_trials()[0])  # the second half: the retry is queued
-    assert study_view(db, "s").record.status == "running"
+    db.stale_trial_retry()(study, study.get_trials()[0])  # the second half: the retry is queued
+    assert study_view(db, "s").status == "running"
     assert trials(db, "s")[1].user_attrs == {}  # not its predecessor's error
 
     @dataclass
@@ -182,7 +181,7 @@ def test_a_retry_queued_after_the_study_was_completed_reopens_it_and_runs(db):
 
     slot_loop(db, ZeroCost).run()
     assert [t.state for t in trials(db, "s")] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert study_view(db, "s").record.status == "completed"
+    assert study_view(db, "s").status == "completed"
 
 
 def test_hand_backs_do_not_use_up_a_lineage_s_retries_crashes_do(db):
@@ -197,7 +196,7 @@ def test_hand_backs_do_not_use_up_a_lineage_s_retries_crashes_do(db):
         nonlocal current
         db.storage.set_trial_state_values(current, TrialState.FAIL)
         before = len(study.get_trials())
-        stale_trial_retry(db.engine, handed_back=handed_back)(study, db.storage.get_trial(current))
+        db.stale_trial_retry(handed_back=handed_back)(study, db.storage.get_trial(current))
         if len(study.get_trials()) == before:
             return False
         current = trial_id(study.get_trials()[-1])

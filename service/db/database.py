@@ -16,10 +16,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.optuna_storage import ResilientRDBStorage, build_storage
+from service.db.models import StudyRecord, StudyStatus
+from service.optuna.resilient import ResilientRDBStorage, RetryAndReopen, build_storage
 from service.settings import Settings
 
 
@@ -39,7 +40,7 @@ POOLS = {
     "api": PoolPlan(size=4, overflow=6, ping=True),
     # One at steady state, two at most: the second for the moments a running trial's heartbeat
     # thread beats while the trial reports. (The claim is one transaction on one connection.)
-    # No ping: every database call on a slot's path is retried instead (service.db_retry), and
+    # No ping: every database call on a slot's path is retried instead (service.db.retry), and
     # SQLAlchemy drops the whole pool at the first disconnect it sees.
     "worker": PoolPlan(size=1, overflow=1, ping=False),
     "dashboard": PoolPlan(size=1, overflow=4, ping=True),
@@ -86,8 +87,19 @@ class Database:
             if self._storage is None:
                 beat = self.heartbeat
                 interval, grace = (beat.interval, beat.grace) if beat else (None, None)
-                self._storage = build_storage(self.engine, interval, grace)
+                self._storage = build_storage(self.engine, interval, grace, reopen=self.reopen_if_completed)
             return self._storage
+
+    def stale_trial_retry(self, *, handed_back: bool = False) -> RetryAndReopen:
+        """Optuna's retry of a stale (or, ``handed_back``, a handed-back) trial on this database,
+        keeping its reported epochs so that pruning stays right; its study reopened if needed."""
+        return RetryAndReopen(self.reopen_if_completed, handed_back)
+
+    def reopen_if_completed(self, name: str) -> None:
+        """Set the study called ``name`` running again if it is marked completed (a retry was queued)."""
+        reopen = update(StudyRecord).where(StudyRecord.name == name, StudyRecord.status == StudyStatus.COMPLETED)
+        with self.engine.begin() as connection:
+            connection.execute(reopen.values(status=StudyStatus.RUNNING))
 
     def session(self) -> AbstractContextManager[Session]:
         """A session that commits when the block ends and rolls back if it raises (SQLAlchemy's own)."""

@@ -28,12 +28,12 @@ from objectives.init import (
     init_weights_file,
 )
 from objectives.paths import IMAGE_SUFFIXES, DataPathError, resolve_under
-from service.artifacts import prune_weights, study_artifact_dir, weights_file
+from service.artifacts import study_artifact_dir, weights_file
+from service.db.models import StudyRecord, StudyStatus
 from service.errors import SpecError
-from service.models import StudyRecord, StudyStatus
 from service.settings import Settings
-from service.space import contains
-from service.spec import StudySpec
+from service.spec.schema import StudySpec
+from service.spec.space import contains
 
 
 def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, settings: Settings) -> StudySpec:
@@ -58,7 +58,7 @@ def hold_init_study(session: Session, spec: StudySpec, artifact_root: Path) -> N
     still there (else roll back, SpecError).
 
     Call it in the transaction that inserts ``spec``'s study. ``delete_study`` and
-    ``prune_unpinned_weights`` lock that row for update before they look for the studies starting
+    ``service.artifacts.prune_unpinned_weights`` lock that row for update before they look for the studies starting
     from it, so neither can race such a create: one waits for the other's commit and then sees it
     (PostgreSQL; SQLite has no row locks).
     """
@@ -74,31 +74,6 @@ def hold_init_study(session: Session, spec: StudySpec, artifact_root: Path) -> N
     if problem is not None:
         session.rollback()
         raise SpecError("init.study", problem)
-
-
-def prune_unpinned_weights(
-    session: Session, name: str, study_dir: Path, keep: int, values: dict[int, float | None], artifact_root: Path
-) -> list[int]:
-    """HPO_KEEP_WEIGHTS for study ``name``: delete the final weights of all but its ``keep`` best
-    trials (``values``: the completed trials' values by number), sparing the files other studies
-    start from; returns the trial numbers whose weights went.
-
-    Under a lock on the study's row (FOR UPDATE, until the session's transaction ends), so a create
-    pinning one of these files (``hold_init_study``) either is seen here or finds the file gone.
-    """
-    session.execute(select(StudyRecord.id).where(StudyRecord.name == name).with_for_update())
-    return prune_weights(study_dir, keep, values, pinned_weights(session, artifact_root))
-
-
-def pinned_weights(session: Session, artifact_root: Path) -> set[Path]:
-    """The weights files that studies start from (``init: {kind: study}``, pinned at creation):
-    HPO_KEEP_WEIGHTS must not delete them."""
-    pinned = set()
-    for spec in session.execute(select(StudyRecord.spec)).scalars():
-        init = spec.get("init") or {}
-        if init.get("kind") == "study" and init.get("weights"):
-            pinned.add((artifact_root / init["weights"]).resolve())
-    return pinned
 
 
 def _check_dataset(spec: StudySpec, settings: Settings) -> None:

@@ -1,13 +1,13 @@
 """Exact budgets, derived from Optuna's own tables.
 
 A *lineage* is a trial together with its retries (RetryHeartbeatStaleTrialCallback marks each
-retry, see service.optuna_tables.RETRY_OF). A study's budget counts lineages:
+retry, see service.optuna.tables.RETRY_OF). A study's budget counts lineages:
 
     slots taken = trials - retries
     finished    = COMPLETE + PRUNED + FAIL - retries   (a retried FAIL is not finished)
                 = trials - RUNNING - WAITING - retries
 
-Workers create trials only while holding the study's lock (service.study_lock) and only when
+Workers create trials only while holding the study's lock (service.scheduling.lock) and only when
 a WAITING trial exists (an enqueued config, which took its slot when enqueued, or a retry,
 which keeps its original's) or ``slots taken < max_trials``. Since nothing is counted
 separately, nothing can drift: a worker killed at any moment leaves the numbers right.
@@ -23,8 +23,8 @@ from sqlalchemy import Select, Subquery, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
-from service.models import StudyRecord, StudyStatus
-from service.optuna_tables import COUNTED_STATES, budget_stats, optuna_ids, study_stats
+from service.db.models import StudyRecord, StudyStatus
+from service.optuna.tables import COUNTED_STATES, budget_stats
 
 
 @dataclass(frozen=True)
@@ -91,21 +91,10 @@ class Progress:
         return self.budget.finished
 
 
-def records_with_stats(name: str) -> Select[Any]:
-    """The record of the study called ``name`` with its study_stats columns (counts by state,
-    best value; they read every trial of it), in one query."""
-    return _records_with(study_stats(name), name)
-
-
 def records_with_budget(name: str | BindParameter[str] | None = None) -> Select[Any]:
     """Each study's record (or the one called ``name``) with its budget_stats columns: the cheap
     read for decisions."""
     return _records_with(budget_stats(name), name)
-
-
-def records_with_optuna_ids() -> Select[Any]:
-    """Every study's record with its ``optuna_id`` (no counts: service/study_tallies.py has them)."""
-    return _records_with(optuna_ids(), None)
 
 
 def _records_with(stats: Subquery, name: str | BindParameter[str] | None) -> Select[Any]:

@@ -36,7 +36,7 @@ def trial_by_id(connection: Connection, trial_id: int) -> FrozenTrial | None:
 
 _TRIAL = models.TrialModel.__table__.c
 _COLUMNS = (_TRIAL.trial_id, _TRIAL.number, _TRIAL.state, _TRIAL.datetime_start, _TRIAL.datetime_complete)
-# Optuna numbers a study's trials 0, 1, 2, ... without gaps (service/optuna_tables.budget_stats relies
+# Optuna numbers a study's trials 0, 1, 2, ... without gaps (service/optuna/tables.budget_stats relies
 # on it too), so a page is a range of the (study_id, number) index, not an OFFSET that walks past
 # every earlier trial: the last page of 20,000 trials cost 5 ms in the database, now 0.1 ms.
 _PAGE = (

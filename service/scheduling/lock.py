@@ -9,10 +9,10 @@ from filelock import FileLock
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.budget import Budget, read_budget
-from service.database import Database
-from service.db_retry import TRANSIENT_ERRORS
-from service.models import StudyRecord
+from service.db.database import Database
+from service.db.models import StudyRecord
+from service.db.retry import TRANSIENT_ERRORS
+from service.scheduling.budget import Budget, read_budget
 
 log = logging.getLogger("hpo.budget")
 

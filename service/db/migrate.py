@@ -12,8 +12,8 @@ from alembic.config import Config
 from filelock import FileLock
 from sqlalchemy import Engine, text
 
-from service.database import Database, engine_options
-from service.optuna_internals import upgrade_optuna_schema
+from service.db.database import Database, engine_options
+from service.optuna.storage import upgrade_optuna_schema
 from service.settings import Settings
 
 ALEMBIC_INI_CANDIDATES = (

@@ -26,8 +26,8 @@ from datetime import datetime
 from optuna.trial import TrialState
 from sqlalchemy.orm import Session
 
-from service.budget import Progress
-from service.optuna_tables import COUNTED_STATES, trials_to_tally
+from service.optuna.tables import COUNTED_STATES, trials_to_tally
+from service.scheduling.budget import Progress
 
 UNFINISHED = {TrialState.RUNNING, TrialState.WAITING}
 

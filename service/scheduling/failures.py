@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from service.models import StudyRecord, StudyStatus
+from service.db.models import StudyRecord, StudyStatus
 
 REASON_CHARS = 600
 

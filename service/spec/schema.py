@@ -21,7 +21,7 @@ from objectives.config import (
 )
 from objectives.init import InitSpec, ScratchInit, check_init
 from objectives.strict import StrictModel, StudyName
-from service.space import Categorical, SpaceEntry, check_entry, contains
+from service.spec.space import Categorical, SpaceEntry, check_entry, contains
 
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
 

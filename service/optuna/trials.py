@@ -1,18 +1,20 @@
-"""Optuna's insides for running one claimed trial: its handle, the waiting queue, creating a
-trial inside the claim's transaction, the trial cache, the heartbeat thread, telling the end.
+"""Optuna's insides for claiming and running one trial: the claim's Optuna half (pop a waiting
+trial or create one inside the claim's transaction, its first writes, the trial cache told),
+the trial's handle, the heartbeat thread, telling the end.
 
-The third of the modules that touch Optuna's private API (with service/optuna_internals.py,
-the storage, and service/optuna_tables.py, the SQL reads); pinned by
-tests/service/test_optuna_internals.py.
+Pinned by tests/service/test_optuna_internals.py, like the rest of service/optuna/.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
@@ -24,7 +26,51 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
 
-from service.optuna_internals import TunedRDBStorage
+from service.optuna.storage import TunedRDBStorage, upsert_heartbeat, upsert_user_attrs
+from service.optuna.tables import waiting_trial_ids
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    """A trial the claim set RUNNING (popped from the waiting queue) or created."""
+
+    trial_id: int
+    created: FrozenTrial | None  # the trial as the claim created it; None: popped from the waiting queue
+    in_claim_transaction: bool  # it commits (or vanishes) with the claim's transaction (PostgreSQL)
+
+    @property
+    def from_waiting_queue(self) -> bool:
+        """A retry or an enqueued config, not a trial this claim created."""
+        return self.created is None
+
+
+def take_or_create_trial(
+    storage: TunedRDBStorage, session: Session, study_id: int, *, waiting: bool, may_create: bool
+) -> ClaimedTrial | None:
+    """The claim's Optuna half, under the study lock held by ``session``: set the oldest WAITING
+    trial RUNNING (``waiting``: the lock's count says there is one), or create a RUNNING trial if
+    ``may_create``; None if neither.
+
+    On PostgreSQL it runs inside ``session``'s transaction (``storage_joins``), so the lock, the
+    trial and its first writes (``write_first_beat``) commit together on one connection. On
+    SQLite, which has one writer at a time, Optuna commits the trial on its own connection.
+    """
+    one_transaction = session.get_bind().dialect.name == "postgresql"
+    connection = session.connection()
+    with storage_joins(storage, connection) if one_transaction else nullcontext():
+        popped = pop_waiting_trial(storage, waiting_trial_ids(session, study_id) if waiting else [])
+        if popped is not None:
+            return ClaimedTrial(popped, None, one_transaction)
+        if not may_create:
+            return None
+        created = create_trial(storage, study_id, connection if one_transaction else None)
+        return ClaimedTrial(created._trial_id, created, one_transaction)
+
+
+def write_first_beat(session: Session, claimed_trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """The claimed trial's first heartbeat and its user attributes ``attrs``; commit is the caller's."""
+    upsert_heartbeat(session, claimed_trial_id)
+    upsert_user_attrs(session, claimed_trial_id, attrs)
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
@@ -128,7 +174,7 @@ def create_trial(storage: TunedRDBStorage, study_id: int, connection: Connection
 
 
 def cache_claimed_trial(
-    storage: BaseStorage, study_id: int, claimed_trial_id: int, claimed: FrozenTrial | None = None
+    storage: BaseStorage, study_id: int, claimed: ClaimedTrial, attrs: Mapping[str, Any] | None = None
 ) -> None:
     """Tell the trial cache about a trial this process claimed, once the claim has committed.
 
@@ -136,17 +182,20 @@ def cache_claimed_trial(
     pops the trial on the storage itself (Optuna's pop would read the whole study through the
     cache, under the lock); this adds the one trial, as the cache's ``create_new_trial`` does
     for a trial it creates, and marks it unfinished, as the cache's own read of a running
-    trial does, so that later reads refresh it. ``claimed``: the trial as the claim wrote it,
-    when the claim knows it whole (one it created); otherwise it is read (six statements).
+    trial does, so that later reads refresh it. A created trial is added as the claim wrote it
+    (with ``attrs``, its first user attributes); a popped one is read (six statements).
     """
     if not isinstance(storage, _CachedStorage):
         return
-    if claimed is None:
-        claimed = storage._backend.get_trial(claimed_trial_id)
+    if claimed.created is not None:
+        trial = claimed.created
+        trial.user_attrs = json.loads(json.dumps(dict(attrs or {})))  # as a read would return them
+    else:
+        trial = storage._backend.get_trial(claimed.trial_id)
     with storage._lock:
         info = storage._studies.setdefault(study_id, _StudyInfo())
-        storage._add_trials_to_cache(study_id, [claimed])
-        info.unfinished_trial_ids.add(claimed_trial_id)
+        storage._add_trials_to_cache(study_id, [trial])
+        info.unfinished_trial_ids.add(claimed.trial_id)
 
 
 class _HeartbeatAfterTheFirst(HeartbeatThread):

@@ -11,10 +11,10 @@ from pathlib import Path
 import optuna
 from sqlalchemy import select
 
-from service.database import Database
-from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.optuna_tables import names_with_running_trials
-from service.studies import remove_study
+from service.db.database import Database
+from service.db.models import IN_PROGRESS, StudyRecord, StudyStatus
+from service.optuna.tables import names_with_running_trials
+from service.studies.lifecycle import remove_study
 
 INTERRUPTED_AFTER = timedelta(minutes=10)  # far longer than any create or delete takes
 log = logging.getLogger("hpo.sweeper")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import optuna
 
-from service.spec import GridSampler, Hyperband, Median, StudySpec, SuccessiveHalving
+from service.spec.schema import GridSampler, Hyperband, Median, StudySpec, SuccessiveHalving
 
 
 def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:

@@ -1,10 +1,10 @@
 """Reads of Optuna's tables in SQL: study counts for budgets and lists, the waiting queue.
 
-A companion of service/optuna_internals.py (same Optuna 5.0 assumptions, pinned by
+A companion of service/optuna/storage.py (same Optuna 5.0 assumptions, pinned by
 tests/service/test_optuna_internals.py). Optuna reads a study by loading every trial of it; these
 queries read what a decision or a page needs, so their cost does not grow with the study where
 it matters: the budget check under the study lock (``budget_stats``, on the indexes that the
-migration 0003_claim_indexes adds). A page of trials is read in service/trial_pages.py.
+migration 0003_claim_indexes adds). A page of trials is read in service/optuna/pages.py.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def trials_to_tally(
 ) -> tuple[CompoundSelect[Any], dict[str, Any]]:
     """A statement and its parameters: per trial ``study_id``, ``trial_id``, ``state``, ``value``
     (objective 0) and ``is_retry``, for the trials of each study in ``above`` whose id is above
-    the given one, and the trials ``pending`` (service/study_tallies.py).
+    the given one, and the trials ``pending`` (service/studies/tallies.py).
 
     For several studies on PostgreSQL, the studies, their ids and the pending trials travel as
     arrays, so one statement, built once, serves any number of studies (building one condition

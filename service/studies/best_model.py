@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.artifacts import study_artifact_dir, weights_file
+from service.db.models import StudyRecord
 from service.errors import StudyConflictError, StudyNotFoundError
-from service.models import StudyRecord
-from service.study_tallies import StudyTallies
-from service.study_trials import best_trial
+from service.studies.tallies import StudyTallies
+from service.studies.trials import best_trial
 
 
 class NoModelError(StudyNotFoundError):

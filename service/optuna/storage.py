@@ -1,5 +1,5 @@
 """Everything this project knows about Optuna's insides lives in three modules: this one (the
-storage), service/optuna_trials.py (running one claimed trial) and service/optuna_tables.py
+storage), service/optuna/trials.py (running one claimed trial) and service/optuna/tables.py
 (SQL reads of Optuna's tables). Nothing else touches them.
 
 Written for Optuna 5.0 (pyproject.toml pins 5.0.x). tests/service/test_optuna_internals.py
@@ -230,7 +230,7 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
 
 
 # The storage methods Optuna's trial cache calls by their private names (a trial's suggest, for
-# one, writes through _set_trial_param): service/optuna_storage.py retries them like the public ones.
+# one, writes through _set_trial_param): service/optuna/resilient.py retries them like the public ones.
 CACHE_BACKEND_CALLS = ("_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import TypeVar
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
-from service.db_retry import database_retry
-from service.models import StudyRecord, StudyStatus
-from service.optuna_internals import CACHE_BACKEND_CALLS, TunedRDBStorage
+from service.db.retry import database_retry
+from service.optuna.storage import CACHE_BACKEND_CALLS, TunedRDBStorage
+
+Reopen = Callable[[str], None]  # sets the study of that name running again if it was marked completed
+StorageClass = TypeVar("StorageClass", bound=type)
 
 MAX_RETRY = 3  # a lineage whose worker died this many times fails for good (and counts as finished)
 RETRIED_METHODS = (  # every storage call a running trial makes, Optuna's methods and TunedRDBStorage's alike
@@ -33,16 +37,26 @@ RETRIED_METHODS = (  # every storage call a running trial makes, Optuna's method
 )
 
 
+def retrying(*names: str) -> Callable[[StorageClass], StorageClass]:
+    """Class decorator: each method ``names`` of the class, inherited or its own, retried on
+    transient database errors (service.db.retry.database_retry)."""
+
+    def wrap(cls: StorageClass) -> StorageClass:
+        for name in names:
+            setattr(cls, name, database_retry(getattr(cls, name)))
+        return cls
+
+    return wrap
+
+
+@retrying(*RETRIED_METHODS)
 class ResilientRDBStorage(TunedRDBStorage):
-    """TunedRDBStorage with the calls a running trial makes retried on transient database errors.
+    """TunedRDBStorage with the calls a running trial makes (RETRIED_METHODS) retried on transient
+    database errors.
 
     Without the retries, Optuna wraps a failure in StorageInternalError and lets it propagate: a
     trial mid-epoch would die while PostgreSQL restarts, and its heartbeat thread with it.
     """
-
-
-for _name in RETRIED_METHODS:
-    setattr(ResilientRDBStorage, _name, database_retry(getattr(ResilientRDBStorage, _name)))
 
 
 HANDED_BACK = "hpo_handed_back"  # system attribute: how many of a lineage's retries were hand-backs
@@ -61,9 +75,9 @@ class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
     purpose (``handed_back``) is retried however often that happens.
     """
 
-    def __init__(self, engine: Engine, handed_back: bool = False) -> None:
+    def __init__(self, reopen: Reopen, handed_back: bool = False) -> None:
         super().__init__(max_retry=None, inherit_intermediate_values=True)  # the limit is checked here
-        self.engine = engine
+        self.reopen = reopen
         self.handed_back = handed_back
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -80,26 +94,19 @@ class RetryAndReopen(RetryHeartbeatStaleTrialCallback):
         predecessor.user_attrs = {}
         predecessor.system_attrs = {**trial.system_attrs, HANDED_BACK: hand_backs + int(self.handed_back)}
         super().__call__(study, predecessor)
-        reopen = update(StudyRecord).where(
-            StudyRecord.name == study.study_name, StudyRecord.status == StudyStatus.COMPLETED
-        )
-        with self.engine.begin() as connection:
-            connection.execute(reopen.values(status=StudyStatus.RUNNING))
+        self.reopen(study.study_name)
 
 
-def stale_trial_retry(engine: Engine, handed_back: bool = False) -> RetryAndReopen:
-    """Re-queue a trial whose worker died (or handed it back), keeping its reported epochs so
-    pruning stays right."""
-    return RetryAndReopen(engine, handed_back)
-
-
-def build_storage(engine: Engine, heartbeat_interval: int | None, grace_period: int | None) -> ResilientRDBStorage:
-    """Optuna's storage on ``engine``; with a heartbeat interval, stale trials are failed and retried."""
+def build_storage(
+    engine: Engine, heartbeat_interval: int | None, grace_period: int | None, reopen: Reopen
+) -> ResilientRDBStorage:
+    """Optuna's storage on ``engine``; with a heartbeat interval, stale trials are failed and
+    retried (``reopen``: see RetryAndReopen)."""
     if heartbeat_interval is None:
         return ResilientRDBStorage(engine)
     return ResilientRDBStorage(
         engine,
         heartbeat_interval=heartbeat_interval,
         grace_period=grace_period,
-        heartbeat_stale_trial_callback=stale_trial_retry(engine),
+        heartbeat_stale_trial_callback=RetryAndReopen(reopen),
     )

@@ -1,6 +1,6 @@
 """Reads of a study's trials behind the API: a page of them, and the best one with its config.
 
-Like service/studies.py (whose conventions these follow), keyword-only functions with no HTTP:
+Like service/studies/lifecycle.py (whose conventions these follow), keyword-only functions with no HTTP:
 each costs the same few queries however many trials the study holds.
 """
 
@@ -15,13 +15,13 @@ from sqlalchemy import bindparam
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
-from service.budget import Budget, records_with_budget
+from service.db.models import IN_PROGRESS, StudyRecord
 from service.errors import StudyConflictError, StudyNotFoundError
-from service.models import IN_PROGRESS, StudyRecord
-from service.spec import StudySpec
-from service.studies import get_study
-from service.study_tallies import StudyTallies
-from service.trial_pages import trial_by_id, trials_page
+from service.optuna.pages import trial_by_id, trials_page
+from service.scheduling.budget import Budget, records_with_budget
+from service.spec.schema import StudySpec
+from service.studies.lifecycle import study_status
+from service.studies.tallies import StudyTallies
 
 
 def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tuple[int, list[optuna.trial.FrozenTrial]]:
@@ -72,10 +72,8 @@ def _record_and_budget(session: Session, name: str) -> tuple[StudyRecord, Budget
 
 def _gone_or(session: Session, name: str) -> Exception:
     """StudyNotFoundError if the study was deleted meanwhile, else a conflict naming the race."""
-    try:
-        get_study(session=session, name=name)
-    except StudyNotFoundError as gone:
-        return gone
+    if study_status(session=session, name=name) in (None, *IN_PROGRESS):
+        return StudyNotFoundError(f"no study named {name!r}")
     return StudyConflictError(f"study {name!r} changed while it was read; try again")
 
 

@@ -1,7 +1,7 @@
 """Data functions behind the API: one function per operation, keyword-only, no HTTP here.
 
 Each takes the caller's ``session`` and, where Optuna's side is touched too, its ``storage``.
-Both draw connections from one pool (service.database), so a function ends its session's
+Both draw connections from one pool (service.db.database), so a function ends its session's
 transaction (which hands the connection back) before it calls the storage: a request never
 holds one connection while it waits for another.
 """
@@ -9,9 +9,7 @@ holds one connection while it waits for another.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -19,18 +17,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.artifacts import remove_study_artifacts
-from service.budget import (
-    Progress,
-    mark_completed_if_spent,
-    records_with_stats,
-)
+from service.artifacts import remove_study_artifacts, studies_starting_from
+from service.db.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
-from service.models import IN_PROGRESS, StudyRecord, StudyStatus
-from service.search_strategy import build_pruner, build_sampler
 from service.settings import get_settings
-from service.spec import StudySpec
-from service.spec_references import hold_init_study, pin_references
+from service.spec.references import hold_init_study, pin_references
+from service.spec.schema import StudySpec
+from service.spec.strategy import build_pruner, build_sampler
 
 SPEC_ATTR = "hpo_spec"  # the Optuna study user attribute mirroring the spec (shown by optuna-dashboard)
 
@@ -41,24 +34,16 @@ TRANSITIONS = {  # action -> (states it may start from, state it leads to)
 }
 
 
-@dataclass(frozen=True)
-class StudyView:
-    """A study's record with its live progress."""
-
-    record: StudyRecord
-    progress: Progress
-    optuna_id: int | None  # None while its Optuna study does not exist (being created or deleted)
-
-
-def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> StudyView:
-    """Create the hpo_studies row and its Optuna study (with enqueued configs), or neither.
+def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> StudySpec:
+    """Create the hpo_studies row and its Optuna study (with enqueued configs), or neither; returns
+    the spec as stored (with its references pinned). Read the study back with service.studies.read.
 
     The row is committed first, as ``creating``, so that a duplicate name fails before Optuna
     is touched and nobody sees the study half-made; it turns running once Optuna's side exists.
     (Each side commits on its own: SQLite allows one writer at a time.) If this process dies or
     the database goes away on the way, the API's sweep removes what was left. What the spec
     names outside itself (its ``init``, ``enqueue_from``) is checked and pinned first
-    (service.spec_references; SpecError, nothing written).
+    (service.spec.references; SpecError, nothing written).
     """
     settings = get_settings()
     spec = pin_references(session, storage, spec, settings)
@@ -91,7 +76,7 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
         raise
     record.status = StudyStatus.RUNNING
     session.commit()
-    return get_study(session=session, name=spec.name)
+    return spec
 
 
 def _taken(session: Session, name: str) -> str:
@@ -115,22 +100,6 @@ def _create_optuna_study(storage: BaseStorage, spec: StudySpec) -> None:
         study.enqueue_trial(params)
 
 
-def get_study(*, session: Session, name: str) -> StudyView:
-    """The study called ``name`` with its progress; completes it if its budget is spent."""
-    row = session.execute(records_with_stats(name).where(StudyRecord.status.not_in(IN_PROGRESS))).first()
-    if row is None:
-        raise StudyNotFoundError(f"no study named {name!r}")
-    view = _view(row)
-    session.commit()  # a study whose budget was spent was just marked completed
-    return view
-
-
-def _view(row: Any) -> StudyView:
-    progress = Progress.of(row)
-    mark_completed_if_spent(row.StudyRecord, progress.budget)
-    return StudyView(row.StudyRecord, progress, row.optuna_id)
-
-
 def study_status(*, session: Session, name: str) -> str | None:
     """The study's status now (None once it is deleted)."""
     return session.execute(select(StudyRecord.status).where(StudyRecord.name == name)).scalar_one_or_none()
@@ -147,7 +116,7 @@ def change_status(*, session: Session, name: str, action: str) -> StudyRecord:
     if record.status not in sources:
         raise StudyConflictError(f"cannot {action} study {name!r}: it is {record.status}")
     record.status = target
-    record.status_reason = None  # a user's decision replaces the failure guard's (service/failures.py)
+    record.status_reason = None  # a user's decision replaces the failure guard's (service/scheduling/failures.py)
     record.consecutive_failures = 0
     session.commit()
     return record
@@ -178,17 +147,6 @@ def delete_study(*, session: Session, storage: BaseStorage, name: str, artifact_
     if not marked:
         raise StudyNotFoundError(f"no study named {name!r}")
     remove_study(session=session, storage=storage, name=name, artifact_root=artifact_root)
-
-
-def studies_starting_from(session: Session, name: str) -> list[str]:
-    """The studies, by name, whose ``init`` is the weights of study ``name``."""
-    init = StudyRecord.spec["init"]
-    statement = select(StudyRecord.name).where(
-        init["kind"].as_string() == "study",
-        init["study"].as_string() == name,
-        StudyRecord.status != StudyStatus.DELETING,
-    )
-    return sorted(session.scalars(statement))
 
 
 def remove_study(*, session: Session, storage: BaseStorage, name: str, artifact_root: Path) -> None:

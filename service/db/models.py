@@ -20,7 +20,7 @@ class StudyStatus(enum.StrEnum):
 
     creating and deleting mark a study while POST or DELETE works on it: such a study is not
     shown, and one left so by a crash or an outage is finished off by the API's sweep
-    (service.sweeper.finish_interrupted).
+    (service.scheduling.sweeper.finish_interrupted).
     """
 
     RUNNING = "running"
@@ -42,7 +42,7 @@ class StudyRecord(Base):
     """One study: its validated spec, status and budget. Its Optuna study has the same name.
 
     The budget is not a counter here: the slots taken are derived from Optuna's trials table
-    under a row lock on this record (see service/budget.py), so they cannot drift from it.
+    under a row lock on this record (see service/scheduling/budget.py), so they cannot drift from it.
     """
 
     __tablename__ = "hpo_studies"
@@ -53,7 +53,9 @@ class StudyRecord(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=StudyStatus.RUNNING)
     max_trials: Mapped[int] = mapped_column(Integer, nullable=False)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # see service/failures.py
+    consecutive_failures: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0
+    )  # see service/scheduling/failures.py
     status_reason: Mapped[str | None] = mapped_column(String(600), nullable=True)  # why it was paused, if not by a user
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now, onupdate=_now)

@@ -1,0 +1,138 @@
+"""What GET /studies costs when one study among many holds 20,000 trials.
+
+A study's answer should cost the same whatever its number of trials. This benchmark builds 200
+paused studies of 5 trials each on PostgreSQL, copies that database and adds one study of
+20,000 (``--quick``: 200 and 20,000 too; the full run: 1,000 studies and 50,000 trials), then
+times GET /studies through the real app on each (FastAPI's TestClient, in process):
+
+- warm: the API's tallies already counted every trial (the steady state), median of 30 calls;
+- cold: the tallies and spec cache emptied before each call, as in the first call after a
+  restart, median of 10 calls.
+
+It also counts the SQL statements of one call. It ends with the line
+``study_reads list warm_ratio W cold_ratio C`` (with the big study ÷ without; goal ≤ 1.2).
+
+    python -m benchmarks.study_reads [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+
+from benchmarks.common import save
+from benchmarks.databases import create_database, database_url, drop_database, postgres_server
+from benchmarks.scale_parts import prefill
+
+SMALL_TRIALS = 5
+WARM_CALLS, COLD_CALLS = 30, 10
+
+
+def create_studies(url: str, names: list[str], trials: int) -> None:
+    """Paused studies ``names``, each with ``trials`` COMPLETE trials written in bulk."""
+    import optuna
+
+    from service.db.database import Database
+    from service.spec.schema import StudySpec
+    from service.studies.lifecycle import change_status, create_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    database = Database(url)
+    spec = {"dataset": {"kind": "imagefolder", "path": "cifar10-sample"}, "epochs": 3, "max_trials": 100_000}
+    with database.sessions() as session:
+        for name in names:
+            create_study(
+                session=session, storage=database.storage, spec=StudySpec.model_validate({**spec, "name": name})
+            )
+            change_status(session=session, name=name, action="pause")
+    database.dispose()
+    for name in names:
+        prefill(url, name, trials, analyze=False)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("VACUUM ANALYZE"))
+    engine.dispose()
+
+
+@contextmanager
+def api_on(url: str) -> Iterator[Any]:
+    """A TestClient of the real app on ``url`` (started: migrated, sweeper running)."""
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+    from service.settings import get_settings
+
+    os.environ["HPO_DATABASE_URL"] = url
+    os.environ.pop("HPO_API_TOKEN", None)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        yield client
+
+
+def time_list(client: Any, *, cold: bool) -> tuple[float, int]:
+    """Median milliseconds of GET /studies, and the statements one call ran."""
+    app = client.app
+    statements: list[str] = []
+    event.listen(app.state.database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert client.get("/studies").status_code == 200  # the tallies count everything once
+    calls, times = (COLD_CALLS if cold else WARM_CALLS), []
+    for _ in range(calls):
+        if cold:
+            from service.studies.read import SpecCache
+            from service.studies.tallies import StudyTallies
+
+            app.state.tallies, app.state.specs = StudyTallies(), SpecCache()
+        statements.clear()
+        start = time.perf_counter()
+        answer = client.get("/studies")
+        times.append((time.perf_counter() - start) * 1000)
+        assert answer.status_code == 200
+    return statistics.median(times), len(statements)
+
+
+def main() -> None:
+    """Build both databases, time the list on each, print and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--quick", action="store_true", help="200 studies and 20,000 trials (the full run: 1,000, 50,000)"
+    )
+    args = parser.parse_args()
+    studies, big_trials = (200, 20_000) if args.quick else (1_000, 50_000)
+    server = postgres_server()
+    base = create_database(server)
+    bigger: str | None = None
+    try:
+        create_studies(database_url(server, base), [f"study-{i}" for i in range(studies)], SMALL_TRIALS)
+        bigger = create_database(server, template=base)
+        create_studies(database_url(server, bigger), ["big"], big_trials)
+        figures: dict[str, Any] = {}
+        for label, name in (("without", base), ("with", bigger)):
+            with api_on(database_url(server, name)) as client:
+                for mode in ("warm", "cold"):
+                    ms, count = time_list(client, cold=mode == "cold")
+                    figures[f"{mode}_{label}_big"] = {"median_ms": round(ms, 2), "statements": count}
+                    print(f"{mode:4} {label:7} the {big_trials:,}-trial study: {ms:7.1f} ms, {count} statements")
+    finally:
+        for created in (base, bigger):
+            if created:
+                drop_database(server, created)
+    ratios = {
+        mode: figures[f"{mode}_with_big"]["median_ms"] / figures[f"{mode}_without_big"]["median_ms"]
+        for mode in ("warm", "cold")
+    }
+    save(
+        f"study_reads{'_quick' if args.quick else ''}",
+        {"studies": studies, "small_trials": SMALL_TRIALS, "big_trials": big_trials, **figures, "ratios": ratios},
+    )
+    print(f"study_reads list warm_ratio {ratios['warm']:.2f} cold_ratio {ratios['cold']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
