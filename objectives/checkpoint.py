@@ -2,6 +2,12 @@
 
 Each save keeps the checkpoint before it (``previous_path``), so a retry that finds the latest
 one unreadable (a disk filled up, a file cut short) resumes from the one before, not from scratch.
+
+A checkpoint resumes on either device type. Everything but the random generator's state moves
+between CPU and CUDA as it is; a generator's state does not (a CUDA generator's is 16 bytes, a
+CPU one's 5,056), so a run resumed on the other device type reseeds its generator from the
+fold's seed and the epoch (``reseeded``): deterministic, but not the stream the original run
+would have drawn.
 """
 
 from __future__ import annotations
@@ -40,6 +46,25 @@ class Resumable:
     epoch: int | None
     note: str | None = None
     history: tuple[float, ...] = ()
+    generator_device: str | None = None  # "cpu" or "cuda": where the checkpoint's random generator ran
+
+
+CUDA_GENERATOR_STATE_BYTES = 16  # a CUDA generator's state (seed and offset); a CPU one's is 5,056
+
+
+def generator_device(fold: dict) -> str:
+    """The device type of a checkpointed fold's generator (checkpoints before it was recorded:
+    told by the state's size)."""
+    recorded = fold.get("generator_device")
+    if recorded is not None:
+        return str(recorded)
+    return "cuda" if fold["generator"].numel() == CUDA_GENERATOR_STATE_BYTES else "cpu"
+
+
+def reseeded(seed: int, epoch: int) -> int:
+    """The seed a fold's generator restarts from when its checkpoint's state came from another
+    device type: a function of the fold's seed and the epoch resumed after, so a retry is repeatable."""
+    return seed * 1_000_003 + epoch
 
 
 def previous_path(path: str | Path) -> Path:
@@ -70,6 +95,7 @@ def save_checkpoint(path: str | Path, states: list[TrainState]) -> None:
                 "optimizer": state.optimizer.state_dict(),
                 "schedule": state.schedule.state_dict(),
                 "generator": state.generator.get_state(),
+                "generator_device": state.generator.device.type,
                 "history": state.history,
             }
             for state in states
@@ -86,13 +112,17 @@ def mean_history(states: list[TrainState]) -> list[float]:
     return [sum(accuracies) / len(accuracies) for accuracies in zip(*(s.history for s in states), strict=True)]
 
 
-def load_checkpoint(path: str | Path, states: list[TrainState]) -> None:
-    """Restore every fold's state in place from a checkpoint (loaded with ``weights_only=True``)."""
+def load_checkpoint(path: str | Path, states: list[TrainState], seeds: list[int]) -> None:
+    """Restore every fold's state in place from a checkpoint (loaded with ``weights_only=True``).
+
+    ``seeds``: each fold's seed, to reseed its generator if the checkpoint's came from another
+    device type (see the module's docstring).
+    """
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     folds = payload.get("folds") or [payload]  # a checkpoint from before k-fold holds one model at the top
     if len(folds) != len(states):
         raise RuntimeError(f"checkpoint {Path(path).name} holds {len(folds)} folds; this run trains {len(states)}")
-    for state, fold in zip(states, folds, strict=True):
+    for state, fold, seed in zip(states, folds, seeds, strict=True):
         missing, unexpected = state.model.load_state_dict(fold["model"], strict=False)
         if unexpected or set(missing) - set(NORMALISATION):  # checkpoints from before the buffers lack only those
             raise RuntimeError(
@@ -100,8 +130,11 @@ def load_checkpoint(path: str | Path, states: list[TrainState]) -> None:
             )
         state.optimizer.load_state_dict(fold["optimizer"])
         state.schedule.load_state_dict(fold["schedule"])
-        state.generator.set_state(fold["generator"])
         state.epoch = int(payload["epoch"])
+        if generator_device(fold) == state.generator.device.type:
+            state.generator.set_state(fold["generator"])
+        else:
+            state.generator.manual_seed(reseeded(seed, state.epoch))
         state.history = [float(v) for v in fold["history"]]
 
 
@@ -111,12 +144,13 @@ def checkpoint_epoch(path: str | Path) -> int | None:
     return progress[0] if progress else None
 
 
-def _checkpoint_progress(path: Path) -> tuple[int, tuple[float, ...]] | None:
-    """A checkpoint's epoch and validation history, or None when there is no file."""
+def _checkpoint_progress(path: Path) -> tuple[int, tuple[float, ...], str] | None:
+    """A checkpoint's epoch, validation history and generator device type, or None when there is no file."""
     if not path.exists():
         return None
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    return int(payload["epoch"]), tuple(float(v) for v in payload["history"])
+    folds = payload.get("folds") or [payload]
+    return int(payload["epoch"]), tuple(float(v) for v in payload["history"]), generator_device(folds[0])
 
 
 def find_resumable(path: str | Path) -> Resumable:
@@ -136,8 +170,9 @@ def find_resumable(path: str | Path) -> Resumable:
             continue
         if progress is None:
             continue
-        epoch, history = progress
+        epoch, history, device = progress
         if candidate == path:
-            return Resumable(candidate, epoch, history=history)
-        return Resumable(candidate, epoch, "; ".join([*problems, f"resumed from {candidate.name}"]), history)
+            return Resumable(candidate, epoch, history=history, generator_device=device)
+        note = "; ".join([*problems, f"resumed from {candidate.name}"])
+        return Resumable(candidate, epoch, note, history, generator_device=device)
     return Resumable(None, None, "; ".join([*problems, "started afresh"]) if problems else None)

@@ -95,7 +95,7 @@ def train(
         model.get_buffer("input_std").copy_(fold.std)
         states.append(_initial_state(model, objective, hp, epochs, seed + k, len(fold.train), device))
     if resume_from is not None:
-        load_checkpoint(resume_from, states)
+        load_checkpoint(resume_from, states, seeds=[seed + k for k in range(len(states))])
     train_seconds = images_seen = loss = 0.0
     flip, shift = hp["eval_flip"], hp["eval_shift"]
     started = time.perf_counter()
@@ -212,8 +212,10 @@ def _initial_state(
     schedule: torch.optim.lr_scheduler.LRScheduler
     if steps >= MIN_ONE_CYCLE_STEPS:
         peaks = [group["lr"] for group in groups]
+        # cycle_momentum off: OneCycleLR's default overwrites SGD's momentum (Adam's beta1) with its own
+        # 0.95 -> 0.85 cycle at every step, and the searched ``momentum`` would do nothing.
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, anneal_strategy="linear"
+            optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, anneal_strategy="linear", cycle_momentum=False
         )
     else:  # one-cycle needs a step or two per phase (it divides by zero otherwise): keep the rate constant
         schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

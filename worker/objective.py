@@ -92,9 +92,15 @@ class TrialObjective:
         attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
         if resume_epoch is not None:
             attrs["resumed_from_epoch"] = resume_epoch
-        if resumable and resumable.note is not None:  # the latest checkpoint could not be used
-            attrs["checkpoint_note"] = resumable.note
-            log.warning("trial %s: %s", trial.number, resumable.note)
+        notes = [resumable.note] if resumable and resumable.note is not None else []  # the latest was unusable
+        if resume_epoch is not None and resumable and resumable.generator_device != self._device_type():
+            notes.append(
+                f"its checkpoint's random generator ran on {resumable.generator_device}, this worker trains on "
+                f"{self._device_type()}: reseeded from the trial's seed and epoch {resume_epoch}"
+            )
+        if notes:
+            attrs["checkpoint_note"] = "; ".join(notes)
+            log.warning("trial %s: %s", trial.number, attrs["checkpoint_note"])
         if resumable:
             report_checkpointed_epochs(trial, resumable.history)
         # Written in the transaction that finishes the trial, whatever its end (the claim wrote "worker").
@@ -154,6 +160,10 @@ class TrialObjective:
             result.images_per_second,
         )
         return result.val_accuracy
+
+    def _device_type(self) -> str:
+        """ "cpu" or "cuda": what this slot trains on (a torch.device or its name)."""
+        return str(getattr(self.device, "type", self.device)).split(":")[0]
 
     def discard_checkpoints(self) -> None:
         """Delete the trial's checkpoints: call once it is COMPLETE or PRUNED, when nothing resumes it.

@@ -156,3 +156,17 @@ def test_eval_flip_is_a_parameter_on_by_default(tiny_data):
     off = train(tiny_data, training_config({**FAST, "eval_flip": False}, epochs=1, seed=5))
     assert on.loss == off.loss  # training is the same
     assert (on.val_accuracy, on.test_accuracy) != (off.val_accuracy, off.test_accuracy)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_searched_momentum_is_the_one_the_optimiser_uses(tiny_data, tmp_path, optimizer):
+    """OneCycleLR cycles momentum by default, overwriting SGD's momentum and Adam's beta1 at every
+    step: two momenta then trained bit-identical models. Each must now change the result."""
+    weights = []
+    for momentum in (0.5, 0.9):
+        params = {**FAST, "optimizer": optimizer, "momentum": momentum}
+        path = tmp_path / f"{optimizer}-{momentum}.pt"
+        train(tiny_data, training_config(params, epochs=2, seed=3), weights_path=path)
+        weights.append(torch.load(path, weights_only=True))
+    differing = [name for name, tensor in weights[0].items() if not torch.equal(tensor, weights[1][name])]
+    assert differing, f"{optimizer}: momentum 0.5 and 0.9 trained identical weights"
