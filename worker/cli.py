@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         get_settings()  # the children read them too: an invalid environment fails here, once, not in every child
-        slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1)
+        slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"))
     except (ValueError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -47,8 +47,14 @@ class TrialQuota:
                 self._started.value -= 1
 
 
-def plan_slots(args: argparse.Namespace, gpu_count: int, cpu_count: int) -> list[SlotConfig]:
-    """One SlotConfig per child; ValueError with a clear message for impossible requests."""
+def plan_slots(
+    args: argparse.Namespace, gpu_count: int, cpu_count: int, parent_mask: str | None = None
+) -> list[SlotConfig]:
+    """One SlotConfig per child; ValueError with a clear message for impossible requests.
+
+    ``--gpus`` indices count the GPUs this process sees; ``parent_mask`` is its own
+    CUDA_VISIBLE_DEVICES (None: unset), through which each child's mask is mapped (see child_mask).
+    """
     if args.trials_per_gpu < 1:
         raise ValueError("--trials-per-gpu must be at least 1")
     if args.max_trials is not None and args.max_trials < 1:
@@ -64,7 +70,7 @@ def plan_slots(args: argparse.Namespace, gpu_count: int, cpu_count: int) -> list
     if gpu_count == 0:
         raise ValueError(f"--gpus {choice}: no CUDA device is visible here; use --gpus cpu")
     return [
-        SlotConfig(index=i, device="cuda", cuda_visible=str(gpu), threads=None, **common)
+        SlotConfig(index=i, device="cuda", cuda_visible=child_mask(parent_mask, gpu), threads=None, **common)
         for i, gpu in enumerate(g for g in _gpu_indices(choice, gpu_count) for _ in range(args.trials_per_gpu))
     ]
 
@@ -80,3 +86,18 @@ def _gpu_indices(choice: str, gpu_count: int) -> list[int]:
     if bad:
         raise ValueError(f"--gpus: no GPU {bad[0]} here (visible: 0..{gpu_count - 1})")
     return gpus
+
+
+def child_mask(parent_mask: str | None, index: int) -> str:
+    """CUDA_VISIBLE_DEVICES for a child that trains on the parent's GPU ``index``.
+
+    ``index`` counts the GPUs the parent sees, so it is mapped through the parent's own mask
+    (indices or UUIDs such as ``GPU-8f1c...`` or ``MIG-...``): with ``CUDA_VISIBLE_DEVICES=2,3``,
+    the parent's GPU 0 is physical GPU 2, never GPU 0, which someone else may have reserved.
+    """
+    if parent_mask is None:
+        return str(index)
+    visible = [entry.strip() for entry in parent_mask.split(",") if entry.strip()]
+    if not 0 <= index < len(visible):
+        raise ValueError(f"GPU {index} is not in CUDA_VISIBLE_DEVICES={parent_mask!r}")
+    return visible[index]

@@ -7,11 +7,11 @@ import multiprocessing as mp
 import pytest
 
 from worker.cli import build_parser
-from worker.slots import TrialQuota, plan_slots
+from worker.slots import TrialQuota, child_mask, plan_slots
 
 
-def _plan(*argv: str, gpus: int = 0, cpus: int = 2):
-    return plan_slots(build_parser().parse_args(list(argv)), gpus, cpus)
+def _plan(*argv: str, gpus: int = 0, cpus: int = 2, mask: str | None = None):
+    return plan_slots(build_parser().parse_args(list(argv)), gpus, cpus, mask)
 
 
 def test_cpu_default_when_no_gpu():
@@ -24,6 +24,29 @@ def test_gpus_times_trials_per_gpu_each_sees_its_own_gpu():
     assert [s.cuda_visible for s in slots] == ["0", "0", "1", "1"]
     assert {s.device for s in slots} == {"cuda"}
     assert [s.cuda_visible for s in _plan("--gpus", "all", gpus=3)] == ["0", "1", "2"]
+
+
+UUIDS = "GPU-8f1c6a4e-0b7d-4c55-9a1e-1d2c3b4a5f60,GPU-00aa11bb-22cc-33dd-44ee-55ff66778899"
+
+
+@pytest.mark.parametrize(
+    ("mask", "gpus", "children"),
+    [
+        (None, 2, ["0", "1"]),  # unset: the parent sees every GPU, its indices are physical
+        ("2,3", 2, ["2", "3"]),  # someone reserved 0 and 1: the children must not train there
+        ("3, 1", 2, ["3", "1"]),  # the parent's order, spaces allowed
+        (UUIDS, 2, UUIDS.split(",")),
+        ("MIG-4f2e1d0c-aaaa-bbbb-cccc-123456789abc", 1, ["MIG-4f2e1d0c-aaaa-bbbb-cccc-123456789abc"]),
+    ],
+)
+def test_a_child_s_gpu_is_mapped_through_the_parent_s_mask(mask, gpus, children):
+    assert [s.cuda_visible for s in _plan("--gpus", "all", gpus=gpus, mask=mask)] == children
+    assert [s.cuda_visible for s in _plan("--gpus", str(gpus - 1), gpus=gpus, mask=mask)] == children[-1:]
+
+
+def test_an_index_beyond_the_parent_s_mask_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"GPU 2 is not in CUDA_VISIBLE_DEVICES='0,1'"):
+        child_mask("0,1", 2)
 
 
 @pytest.mark.parametrize(
