@@ -16,6 +16,7 @@ from typing import NamedTuple
 import optuna
 from optuna.trial import TrialState
 
+from objectives.gpu_failures import GpuFailure, classify, release_cached_memory
 from service.optuna.storage import TunedRDBStorage
 from service.optuna.trials import heartbeat_thread, tell, trial_handle
 
@@ -28,11 +29,18 @@ class HandBack(Exception):
     ends FAIL and is re-queued (worker.objective.hand_back), to resume from its checkpoint."""
 
 
+class ProcessPoisoned(RuntimeError):
+    """A trial failed with a CUDA error that breaks the process's CUDA context: the slot's
+    process must end (its supervisor starts a fresh one) rather than claim another trial."""
+
+
 class Outcome(NamedTuple):
-    """How a trial ended: the state told, and why it failed (None unless the objective failed)."""
+    """How a trial ended: the state told, why it failed (None unless the objective failed), and
+    what a GPU failure means for this process (objectives.gpu_failures; None for any other)."""
 
     state: TrialState
     error: str | None
+    gpu_failure: GpuFailure | None = None
 
 
 def run_claimed(
@@ -46,12 +54,14 @@ def run_claimed(
 
     ``storage`` records the heartbeats (``first_beat_done``: the claim recorded the first). An
     exception from the objective ends the trial as FAIL, with the user attribute ``error``
-    (its type and message) and a log line; TrialPruned ends it as PRUNED.
+    (its type and message) and a log line; TrialPruned ends it as PRUNED. After running out of
+    GPU memory, torch's cached GPU memory is released (``Outcome.gpu_failure`` says so).
     """
     trial = trial_handle(study, trial_id)
     value: float | None = None
     state: TrialState | None = None  # None: COMPLETE if the value is a finite number, else FAIL
     error: str | None = None
+    gpu_failure: GpuFailure | None = None
     with heartbeat_thread(storage, trial_id, first_beat_done=first_beat_done):
         try:
             value = objective(trial)
@@ -61,8 +71,10 @@ def run_claimed(
             state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
             log.info("trial %s handed back: %s", trial.number, exc)
         except Exception as exc:
-            state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
+            state, error, gpu_failure = TrialState.FAIL, f"{type(exc).__name__}: {exc}", classify(exc)
             log.warning("trial %s failed: %r", trial.number, exc, exc_info=True)
+            if gpu_failure is GpuFailure.OUT_OF_MEMORY:
+                release_cached_memory()  # so that sibling slots on the same GPU are not starved
         except BaseException:
             tell(study, trial, None, TrialState.FAIL)
             raise
@@ -73,4 +85,4 @@ def run_claimed(
     told, failure = tell(study, trial, value, state)
     if failure is not None:
         log.warning("trial %s failed: %s", trial.number, failure)
-    return Outcome(told, error)
+    return Outcome(told, error, gpu_failure)

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 from pydantic import ValidationError
 
+from objectives.gpu_failures import GpuFailure
 from service.artifacts import prune_unpinned_weights, study_artifact_dir, weights_files
 from service.db.database import Database
 from service.db.models import StudyRecord, StudyStatus
@@ -28,7 +29,7 @@ from service.spec.strategy import build_pruner, build_sampler
 from service.studies.lifecycle import study_status
 from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
-from worker.runner import run_claimed
+from worker.runner import ProcessPoisoned, run_claimed
 from worker.slots import SlotConfig, TrialQuota
 from worker.study_choice import choose, survey
 
@@ -133,6 +134,11 @@ class SlotLoop:
             call_with_retry(hand_back, study, handed, self.db)
         else:
             self._count(claim.record.name, outcome.error, spec.max_failed_trials)
+        if outcome.gpu_failure is GpuFailure.POISONS_PROCESS:  # told FAIL (and counted) already
+            raise ProcessPoisoned(
+                f"trial {claim.trial_id} broke this process's CUDA context ({outcome.error}); "
+                "exiting so that the supervisor starts the slot afresh"
+            )
         if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):  # told and final: a FAIL may yet be retried
             objective.discard_checkpoints()
         if outcome.state == TrialState.COMPLETE and self.settings.keep_weights is not None:

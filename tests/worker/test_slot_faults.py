@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import pytest
+import torch
 from optuna.trial import TrialState
 from sqlalchemy import select, update
 
@@ -25,6 +27,7 @@ from service.studies.lifecycle import change_status, delete_study
 from tests.worker.helpers import new_study, slot_loop, study_view, trials
 from worker.claims import claim_trial
 from worker.objective import TrialObjective
+from worker.runner import ProcessPoisoned
 from worker.study_choice import survey
 
 
@@ -205,3 +208,31 @@ def test_hand_backs_do_not_use_up_a_lineage_s_retries_crashes_do(db):
 
     assert all(end_and_retry(handed_back=True) for _ in range(5))  # shut-downs on purpose: always retried
     assert [end_and_retry(handed_back=False) for _ in range(4)] == [True, True, True, False]  # MAX_RETRY crashes
+
+
+def test_a_cuda_error_that_breaks_the_context_ends_the_slot_after_failing_its_trial(db):
+    """A sticky CUDA error would fail every later trial of the process in milliseconds; the slot
+    fails this one (with the error recorded) and exits for its supervisor to start it afresh.
+    Out of memory fails only the trial: the slot goes on."""
+    new_study(db, name="s", max_trials=4)
+    errors = iter(
+        [
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+            torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+        ]
+    )
+
+    def failing_train(*_: Any, **__: Any) -> TrainResult:
+        raise next(errors)
+
+    @dataclass
+    class OnABrokenGpu(TrialObjective):
+        load_fn: Any = _no_data
+        train_fn: Any = failing_train
+
+    with pytest.raises(ProcessPoisoned, match="illegal memory access"):
+        slot_loop(db, OnABrokenGpu).run()
+    failed = trials(db, "s")
+    assert [t.state for t in failed] == [TrialState.FAIL, TrialState.FAIL]  # no third claim
+    assert failed[0].user_attrs["error"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert failed[1].user_attrs["error"].startswith("AcceleratorError: CUDA error: an illegal memory access")
