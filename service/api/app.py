@@ -43,7 +43,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Collect first: garbage frozen is never freed, and garbage can hold a pooled connection.
     gc.collect()
     gc.freeze()
-    sweeper = asyncio.create_task(_sweep_forever(database, settings.stale_check_interval))
+    sweeper = asyncio.create_task(_sweep_forever(database, app.state.tallies, settings.stale_check_interval))
     try:
         yield
     finally:
@@ -51,17 +51,26 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        with contextlib.suppress(Exception):  # a cache: a database that is down now costs the next start a read
+            await asyncio.to_thread(save_tallies, database, app.state.tallies)
         database.dispose()
 
 
-async def _sweep_forever(database: Database, interval: float) -> None:
-    """Fail and re-queue heartbeat-stale trials even when no worker is starting trials, and finish
-    off studies a POST or DELETE left half-done."""
+def save_tallies(database: Database, tallies: StudyTallies) -> int:
+    """Save what the tallies counted since their last save (service/studies/tallies.py)."""
+    with database.sessions() as session:
+        return tallies.save(session)
+
+
+async def _sweep_forever(database: Database, tallies: StudyTallies, interval: float) -> None:
+    """Fail and re-queue heartbeat-stale trials even when no worker is starting trials, finish
+    off studies a POST or DELETE left half-done, and save the tallies' snapshots."""
     artifact_root = get_settings().artifact_dir
     sweeps = {
         "stale trial sweep": lambda: sweep_stale_trials(database),
         "interrupted create/delete sweep": lambda: finish_interrupted(database, artifact_root),
         "orphan sweep": lambda: remove_orphans(database, artifact_root),
+        "tally snapshot": lambda: save_tallies(database, tallies),
     }
     while True:
         for name, sweep in sweeps.items():

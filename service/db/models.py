@@ -53,9 +53,21 @@ class StudyRecord(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=StudyStatus.RUNNING)
     max_trials: Mapped[int] = mapped_column(Integer, nullable=False)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    consecutive_failures: Mapped[int] = mapped_column(
-        Integer, nullable=False, default=0
-    )  # see service/scheduling/failures.py
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # scheduling/failures
     status_reason: Mapped[str | None] = mapped_column(String(600), nullable=True)  # why it was paused, if not by a user
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now, onupdate=_now)
+
+
+class TallySnapshot(Base):
+    """The API's count of one study's trials up to a trial id (service/studies/tallies.py), saved
+    so that a restarted API reads only the trials since, not every trial of every study.
+
+    A cache: exact because finished trials never change; losing it costs one full read.
+    """
+
+    __tablename__ = "hpo_tally_snapshots"
+
+    optuna_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # the study's record's
+    tally: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # counts, best, pending trials

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from sqlalchemy import select
 
 from service.db.database import Database
+from service.db.models import TallySnapshot
 from service.optuna.tables import study_stats
 from service.scheduling.budget import Progress
 from service.spec.schema import StudySpec
@@ -86,3 +87,35 @@ def test_a_study_created_again_under_a_reused_id_starts_from_zero(api, db: Datab
     assert shown["spec"]["epochs"] == 3  # the new study's spec, not the deleted one's
     assert api.get("/studies/s/best").json()["value"] == 0.2
     assert [s["counts"]["complete"] for s in api.get("/studies").json()] == [1]
+
+
+def test_a_restarted_api_starts_from_the_saved_tallies_and_reads_only_the_trials_since(db: Database):
+    """The tallies' snapshot (hpo_tally_snapshots) stands in for every trial counted before it,
+    a running one that finishes later included; a snapshot of another study under the same
+    Optuna id (SQLite reuses ids) is ignored."""
+    with db.sessions() as session:
+        create_study(session=session, storage=db.storage, spec=StudySpec.model_validate(make_spec("a", max_trials=50)))
+    study = optuna.load_study(study_name="a", storage=db.storage)
+    for value in (0.3, 0.6, 0.5):
+        study.tell(study.ask(), value)
+    running = study.ask()
+    before_restart = StudyTallies()
+    tallied(db, before_restart, [study._study_id])
+    with db.sessions() as session:
+        assert before_restart.save(session) == 1
+        assert before_restart.save(session) == 0  # nothing changed since
+    study.tell(running, 0.8)
+    study.tell(study.ask(), state=TrialState.PRUNED)
+
+    restarted = tallied(db, StudyTallies(), [study._study_id])
+    assert restarted == full_count(db)
+    assert restarted[study._study_id].best_value == 0.8  # the trial running at the save, finished since
+
+    with db.sessions() as session:  # proof that the trials before the save are not read again
+        snapshot = session.get_one(TallySnapshot, study._study_id)
+        snapshot.tally = {**snapshot.tally, "finished": {"complete": 103}}
+        session.commit()
+    assert tallied(db, StudyTallies(), [study._study_id])[study._study_id].counts["complete"] == 104
+    with db.session() as session:
+        elsewhere = StudyTallies().progress(session, {study._study_id: datetime(2020, 1, 1, tzinfo=UTC)})
+    assert elsewhere == full_count(db)  # counted afresh, not from the snapshot of another "created_at"
