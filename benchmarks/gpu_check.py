@@ -1,17 +1,21 @@
-"""The one prepared GPU check: smoke test, training throughput, packing, result quality.
+"""The one prepared GPU check: smoke test, result quality, training throughput, packing, resume.
 
-Run it through ``scripts/gpu_check.sh`` (which finds the packages and data first). Each section
-runs on its own: one that fails is reported and the others still run, within the time budget.
+Run it through ``scripts/gpu_check.sh`` (which finds the packages and data first). The sections
+run in this order, the one worth most right after the smoke test, each within its budget
+(BUDGET_SECONDS, 290 s in all); one that fails is reported and the others still run.
 
-- smoke: ``worker --gpus 0 --trials-per-gpu 2`` on a small study; images/s and accuracy per trial.
-- throughput: the objectives loop against the seed article's DataLoader loop, widths 0.25 and 1.0.
-- packing: trials per hour of one short study with 1, 2 and 4 trials side by side on the GPU.
-- result_quality: the full-width CNN, one good config, on cifar10-full; its test accuracy.
+- smoke: ``worker --gpus 0 --trials-per-gpu 2`` on a small study; fails unless every trial completes.
+- result_quality: the full-width CNN, one good config, on cifar10-full; its held-out test accuracy.
+- throughput: the objectives loop against the seed article's DataLoader loop, widths 0.25 and
+  1.0, on 20,000 cifar10-full images (each width warmed up first), so each timed run lasts seconds.
+- packing: trials per hour of one study (full width, 20,000 images) with 1, 2 and 4 trials side by side.
+- resume: a run killed after epoch 2 resumes from its checkpoint (CUDA generator state and fused
+  optimizer state included) and ends close to the uninterrupted run.
 
     python -m benchmarks.gpu_check [--dry-run] [--only SECTION ...] [--out DIR]
 
 ``--dry-run`` runs every section on the CPU at tiny sizes (``make test`` does, so the script
-stays runnable where no GPU has been seen).
+stays runnable where no GPU has been seen); it prints the GPU run's plan first all the same.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine
-from benchmarks.gpu_sections import Check, packing, result_quality, smoke, throughput
+from benchmarks.gpu_sections import Check, packing, result_quality, resume, smoke, throughput
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,8 @@ class Sizes:
     """How much each section does."""
 
     gpus: str  # the worker's --gpus
-    smoke_limit: int | None  # training images of the smoke and packing studies (None: all 10,000)
+    train_dataset: str  # folder under HPO_DATA_DIR for throughput, packing and resume
+    smoke_limit: int | None  # training images of the smoke study (bundled sample; None: all)
     smoke_trials: int
     smoke_epochs: int
     smoke_width: float
@@ -44,6 +49,7 @@ class Sizes:
     throughput_epochs: int
     throughput_widths: tuple[float, ...]
     seed_workers: tuple[int, ...]  # DataLoader workers tried for the seed loop (the faster is the baseline)
+    packing_limit: int
     packing_trials: int
     packing_epochs: int
     packing_width: float
@@ -52,32 +58,37 @@ class Sizes:
     quality_limit: int | None
     quality_epochs: int
     quality_width: float
-    worker_timeout: float  # seconds one worker run may take
+    resume_limit: int
+    resume_epochs: int
 
 
 GPU = Sizes(
     gpus="0",
+    train_dataset="cifar10-full",
     smoke_limit=None,
     smoke_trials=4,
-    smoke_epochs=8,
+    smoke_epochs=6,
     smoke_width=1.0,
-    throughput_limit=10_000,
+    throughput_limit=20_000,
     throughput_epochs=3,
     throughput_widths=(0.25, 1.0),
     seed_workers=(0, 8),
+    packing_limit=20_000,
     packing_trials=8,
     packing_epochs=3,
-    packing_width=0.25,
+    packing_width=1.0,
     packing_slots=(1, 2, 4),
     quality_dataset="cifar10-full",
     quality_limit=None,
-    quality_epochs=24,
+    quality_epochs=16,
     quality_width=1.0,
-    worker_timeout=150,
+    resume_limit=20_000,
+    resume_epochs=4,
 )
 DRY_RUN = replace(
     GPU,
     gpus="cpu",
+    train_dataset="cifar10-sample",
     smoke_limit=200,
     smoke_trials=2,
     smoke_epochs=1,
@@ -86,6 +97,7 @@ DRY_RUN = replace(
     throughput_epochs=1,
     throughput_widths=(0.125,),
     seed_workers=(0,),
+    packing_limit=200,
     packing_trials=2,
     packing_epochs=1,
     packing_width=0.125,
@@ -94,16 +106,37 @@ DRY_RUN = replace(
     quality_limit=300,
     quality_epochs=1,
     quality_width=0.125,
-    worker_timeout=120,
+    resume_limit=300,
+    resume_epochs=3,
 )
-
-
+# Seconds each section may take on the GPU (a worker run past its share is killed with its
+# process group); 290 in all, so that the device call's timeout_s of 420 (start-up and copies
+# included) leaves a second try inside a 15-minute lease. A dry run allows three times as much.
+BUDGET_SECONDS = {"smoke": 70, "result_quality": 60, "throughput": 45, "packing": 90, "resume": 25}
 SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "smoke": smoke,
+    "result_quality": result_quality,
     "throughput": throughput,
     "packing": packing,
-    "result_quality": result_quality,
+    "resume": resume,
 }
+
+
+def plan(sizes: Sizes) -> list[str]:
+    """What each section will do and may take, printed before it starts."""
+    return [
+        f"smoke (<= {BUDGET_SECONDS['smoke']} s): {sizes.smoke_trials} trials x {sizes.smoke_epochs} epochs, "
+        f"width {sizes.smoke_width}, 2 per GPU, cifar10-sample",
+        f"result_quality (<= {BUDGET_SECONDS['result_quality']} s): {sizes.quality_epochs} epochs, "
+        f"width {sizes.quality_width}, {sizes.quality_dataset} ({sizes.quality_limit or 'all'} images)",
+        f"throughput (<= {BUDGET_SECONDS['throughput']} s): widths {sizes.throughput_widths}, "
+        f"{sizes.throughput_limit} {sizes.train_dataset} images x {sizes.throughput_epochs} epochs, each warmed up",
+        f"packing (<= {BUDGET_SECONDS['packing']} s): {sizes.packing_trials} trials x {sizes.packing_epochs} epochs, "
+        f"width {sizes.packing_width}, {sizes.packing_limit} images, {sizes.packing_slots} per GPU",
+        f"resume (<= {BUDGET_SECONDS['resume']} s): killed after epoch 2 of {sizes.resume_epochs}, "
+        f"{sizes.resume_limit} images",
+        f"budget: {sum(BUDGET_SECONDS.values())} s of work",
+    ]
 
 
 def summary(results: dict[str, Any]) -> list[str]:
@@ -132,6 +165,11 @@ def summary(results: dict[str, Any]) -> list[str]:
                 f"result_quality: {section['epochs']} epochs, val {section['val_accuracy']:.4f}, "
                 f"test {section['test_accuracy']:.4f}, {section['images_per_second']:.0f} images/s"
             )
+        elif name == "resume":
+            lines.append(
+                f"resume: on {section['generator_device']}, val {section['resumed_val_accuracy']:.4f} resumed "
+                f"vs {section['full_val_accuracy']:.4f} uninterrupted (bit-identical: {section['bit_identical']})"
+            )
     return lines
 
 
@@ -147,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     check = Check(sizes, args.work or args.out / "work", {"machine": machine(), "sizes": asdict(sizes), "sections": {}})
     check.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    print("\n".join(["== plan (GPU sizes)", *plan(GPU)] + ([] if sizes is GPU else ["(dry run: tiny sizes on CPU)"])))
     for name in args.only or SECTIONS:
         print(f"== {name}", flush=True)
         started = time.perf_counter()

@@ -4,7 +4,9 @@ measured as a JSON-ready dict. Each creates its studies on its own SQLite file a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +38,29 @@ class Check:
     work: Path  # scratch: databases, artifacts, worker logs
     results: dict[str, Any]
 
-    def study(self, name: str, *, trials: int, epochs: int, width: float, batch: list[int]) -> str:
+    def budget(self, section: str) -> float:
+        """The seconds ``section`` may take (gpu_check.BUDGET_SECONDS; a dry run's are longer)."""
+        from benchmarks.gpu_check import BUDGET_SECONDS
+
+        return BUDGET_SECONDS[section] * (1 if self.sizes.gpus != "cpu" else 3)
+
+    def device(self) -> Any:
+        """The torch device the training sections use."""
+        import torch
+
+        return torch.device("cuda" if self.sizes.gpus != "cpu" else "cpu")
+
+    def study(
+        self,
+        name: str,
+        *,
+        trials: int,
+        epochs: int,
+        width: float,
+        batch: list[int],
+        dataset: str = "cifar10-sample",
+        limit: int | None = None,
+    ) -> str:
         """Create a study on its own SQLite file; returns that database's URL."""
         import warnings
 
@@ -53,7 +77,7 @@ class Check:
         spec = StudySpec.model_validate(
             {
                 "name": name,
-                "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": self.sizes.smoke_limit},
+                "dataset": {"kind": "imagefolder", "path": dataset, "limit": limit or self.sizes.smoke_limit},
                 "search_space": {
                     "lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True},
                     "batch_size": {"type": "categorical", "choices": batch},
@@ -72,8 +96,13 @@ class Check:
         database.dispose()
         return url
 
-    def run_worker(self, url: str, name: str, trials_per_gpu: int) -> float:
-        """Run ``worker --burst`` on one study until it is done; returns its wall seconds."""
+    def run_worker(self, url: str, name: str, trials_per_gpu: int, timeout: float) -> float:
+        """Run ``worker --burst`` on one study until it is done; returns its wall seconds.
+
+        The worker runs in a process group of its own: past ``timeout`` the whole group is killed
+        (its slot children would otherwise go on using the GPU during later sections) and
+        TimeoutError says so.
+        """
         command = [sys.executable, "-m", "worker.cli", "--gpus", self.sizes.gpus, "--trials-per-gpu"]
         command += [str(trials_per_gpu), "--study", name, "--burst", "--plain", "--poll", "0.5"]
         env = {**os.environ, "HPO_DATABASE_URL": url, "HPO_ARTIFACT_DIR": str(self.work / f"{name}-artifacts")}
@@ -81,7 +110,13 @@ class Check:
         with open(self.work / "workers.log", "a") as log:
             log.write(f"\n$ {' '.join(command)}\n")
             log.flush()
-            subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.sizes.worker_timeout)
+            worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                worker.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                raise TimeoutError(f"worker on {name} ran past {timeout:.0f} s; its process group was killed") from None
         return time.perf_counter() - started
 
 
@@ -108,31 +143,34 @@ def trial_rows(url: str, name: str) -> list[dict[str, Any]]:
 
 
 def smoke(check: Check) -> dict[str, Any]:
-    """Two trials side by side on one GPU, through the real worker."""
+    """Two trials side by side on one GPU, through the real worker; RuntimeError unless every
+    trial completed (a run that completes none must not pass)."""
     sizes = check.sizes
     url = check.study(
         "smoke", trials=sizes.smoke_trials, epochs=sizes.smoke_epochs, width=sizes.smoke_width, batch=[256, 512]
     )
-    seconds = check.run_worker(url, "smoke", trials_per_gpu=2)
+    seconds = check.run_worker(url, "smoke", trials_per_gpu=2, timeout=check.budget("smoke"))
     rows = trial_rows(url, "smoke")
     complete = [r for r in rows if r["state"] == "COMPLETE"]
-    return {"seconds": seconds, "trials": rows, "complete": len(complete), "ok": len(complete) == sizes.smoke_trials}
+    if len(complete) < sizes.smoke_trials:
+        errors = sorted({str(r["error"]) for r in rows if r["error"]})
+        raise RuntimeError(f"{len(complete)} of {sizes.smoke_trials} smoke trials completed; errors: {errors}")
+    return {"seconds": seconds, "trials": rows, "complete": len(complete), "ok": True}
 
 
 def throughput(check: Check) -> dict[str, Any]:
     """Images/s of objectives.train against the seed loop (benchmarks/train_throughput.py's two sides)."""
-    import torch
 
     from benchmarks.train_throughput import objectives_loop, seed_loop
     from objectives.data import load_dataset
 
     sizes = check.sizes
-    device = torch.device("cuda" if sizes.gpus != "cpu" else "cpu")
-    spec = {"kind": "imagefolder", "path": "cifar10-sample", "limit": sizes.throughput_limit, "val_fraction": 0.1}
+    device = check.device()
+    spec = {"kind": "imagefolder", "path": sizes.train_dataset, "limit": sizes.throughput_limit, "val_fraction": 0.1}
     data = load_dataset(spec, data_dir=data_dir(), device=device)
-    objectives_loop(data, sizes.throughput_widths[0], 1, device)  # warm-up: allocator, kernels
     rows = []
     for width in sizes.throughput_widths:
+        objectives_loop(data, width, 1, device)  # warm-up at this width: allocator, cuDNN's kernel choice
         ours = objectives_loop(data, width, sizes.throughput_epochs, device)
         seeds = {w: seed_loop(data, width, sizes.throughput_epochs, w, device) for w in sizes.seed_workers}
         rows.append(
@@ -148,9 +186,15 @@ def packing(check: Check) -> dict[str, Any]:
     for slots in sizes.packing_slots:
         name = f"packing-{slots}"
         url = check.study(
-            name, trials=sizes.packing_trials, epochs=sizes.packing_epochs, width=sizes.packing_width, batch=[256]
+            name,
+            trials=sizes.packing_trials,
+            epochs=sizes.packing_epochs,
+            width=sizes.packing_width,
+            batch=[256],
+            dataset=sizes.train_dataset,
+            limit=sizes.packing_limit,
         )
-        seconds = check.run_worker(url, name, trials_per_gpu=slots)
+        seconds = check.run_worker(url, name, trials_per_gpu=slots, timeout=check.budget("packing") / 3)
         complete = sum(r["state"] == "COMPLETE" for r in trial_rows(url, name))
         rows.append(
             {"trials_per_gpu": slots, "seconds": seconds, "complete": complete, "per_hour": complete * 3600 / seconds}
@@ -161,14 +205,13 @@ def packing(check: Check) -> dict[str, Any]:
 
 def result_quality(check: Check) -> dict[str, Any]:
     """One good config trained on the full training set; validation and held-out test accuracy."""
-    import torch
 
     from objectives.config import TrainingConfig
     from objectives.data import load_dataset
     from objectives.train import train
 
     sizes = check.sizes
-    device = torch.device("cuda" if sizes.gpus != "cpu" else "cpu")
+    device = check.device()
     spec = {"kind": "imagefolder", "path": sizes.quality_dataset, "limit": sizes.quality_limit, "val_fraction": 0.1}
     tick = time.perf_counter()
     data = load_dataset(spec, data_dir=data_dir(), device=device)
@@ -177,3 +220,44 @@ def result_quality(check: Check) -> dict[str, Any]:
     config = TrainingConfig.model_validate({"dataset": spec, "params": params, "epochs": sizes.quality_epochs})
     result = train(data, config, device=device)
     return {"dataset": spec, "load_seconds": load_seconds, "params": params, **result.as_dict()}
+
+
+class _Killed(Exception):
+    """Stands for the worker killed after an epoch."""
+
+
+def resume(check: Check) -> dict[str, Any]:
+    """A run killed after epoch 2 resumes from its checkpoint (model, fused optimizer, schedule and
+    the device's random generator) and ends as the uninterrupted run does: bit for bit on CPU,
+    close on a GPU (cuDNN's nondeterminism). RuntimeError if it does not resume on this device."""
+    from objectives.checkpoint import find_resumable
+    from objectives.config import TrainingConfig
+    from objectives.data import load_dataset
+    from objectives.train import train
+
+    sizes, device = check.sizes, check.device()
+    spec = {"kind": "imagefolder", "path": sizes.train_dataset, "limit": sizes.resume_limit, "val_fraction": 0.1}
+    data = load_dataset(spec, data_dir=data_dir(), device=device)
+    params = {**GOOD_CONFIG, "width": 0.25}
+    config = TrainingConfig.model_validate({"dataset": spec, "params": params, "epochs": sizes.resume_epochs})
+    full = train(data, config, device=device)
+    checkpoint = check.work / "resume.pt"
+
+    def killed_after_two(epoch: int, _accuracy: float) -> None:
+        if epoch == 2:
+            raise _Killed
+
+    with contextlib.suppress(_Killed):
+        train(data, config, device=device, checkpoint_path=checkpoint, report=killed_after_two)
+    saved = find_resumable(checkpoint)
+    resumed = train(data, config, device=device, resume_from=checkpoint)
+    if saved.epoch != 2 or saved.generator_device != device.type or resumed.epochs != sizes.resume_epochs:
+        raise RuntimeError(f"resume on {device.type}: checkpoint {saved}, resumed to epoch {resumed.epochs}")
+    return {
+        "epochs": sizes.resume_epochs,
+        "generator_device": saved.generator_device,
+        "full_val_accuracy": full.val_accuracy,
+        "resumed_val_accuracy": resumed.val_accuracy,
+        "difference": resumed.val_accuracy - full.val_accuracy,
+        "bit_identical": (resumed.val_accuracy, resumed.loss) == (full.val_accuracy, full.loss),
+    }

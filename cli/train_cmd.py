@@ -33,6 +33,12 @@ def add_parser(subparsers: Any) -> None:
         "--refit", action="store_true", help="train on all training images (no validation): the model to ship"
     )
     parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="where to train (default: where the trial trained, the config's device; else CUDA when present)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -74,35 +80,39 @@ def _parse_value(text: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train the config and print its result."""
     config = load_config(args.config, args.overrides)
-    output = train_config(config, refit=args.refit, save=args.save, threads=args.threads)
+    output = train_config(config, refit=args.refit, save=args.save, threads=args.threads, device=args.device)
     print_result(output, as_json=args.json)
     return 0
 
 
-def train_config(config: TrainingConfig, *, refit: bool, save: Path | None, threads: int | None) -> dict[str, Any]:
+def train_config(
+    config: TrainingConfig, *, refit: bool, save: Path | None, threads: int | None, device: str | None = None
+) -> dict[str, Any]:
     """Train ``config`` here (``refit``: on all its training images), save the weights; returns the result.
 
-    Progress goes to stderr; CliError names a dataset or starting weights that cannot be had."""
+    ``device``: "cpu" or "cuda"; None: the config's (where its trial trained), else CUDA when
+    present. Progress goes to stderr; CliError names a dataset, starting weights or a device
+    that cannot be had."""
     if refit:
         config = config.refit()
     from objectives.data import DatasetError, load_dataset
     from objectives.init import InitError, init_weights_file
     from objectives.paths import DataPathError
-    from objectives.train import pick_device, train
+    from objectives.train import train
 
     settings = get_settings()
-    device = pick_device()
+    where_to = training_device(device, config.device)
     if threads is not None:
         import torch
 
         torch.set_num_threads(max(1, threads))
     where = config.dataset.path if isinstance(config.dataset, ImageFolderDataset) else "HPO_DATA_DIR/cifar10"
-    print(f"hpo train: loading {config.dataset.kind} {where} on {device}", file=sys.stderr)
+    print(f"hpo train: loading {config.dataset.kind} {where} on {where_to}", file=sys.stderr)
     try:
         data = load_dataset(
             config.dataset.model_dump(),
             data_dir=settings.data_dir,
-            device=device,
+            device=where_to,
             cache_dir=settings.cache_dir,
             allow_download=settings.allow_download,
         )
@@ -125,13 +135,29 @@ def train_config(config: TrainingConfig, *, refit: bool, save: Path | None, thre
     def progress(epoch: int, loss: float, val_accuracy: float) -> None:
         print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
 
-    result = train(data, config, device=device, on_epoch=progress, init_weights=init_weights, weights_path=save)
+    result = train(data, config, device=where_to, on_epoch=progress, init_weights=init_weights, weights_path=save)
     output = {**result.as_dict(), "config": config.model_dump(mode="json")}
     if refit:
         output["val_accuracy"] = None  # nothing was held out
     if save:
         output["model"] = str(save)
     return output
+
+
+def training_device(asked: str | None, recorded: str | None) -> str:
+    """``--device`` if given (CliError if it is cuda and there is none), else where the trial
+    trained if this host has it (a note on stderr if not), else CUDA when present."""
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if asked == "cuda" and not has_cuda:
+        raise CliError("--device cuda: no CUDA device is visible here; use --device cpu")
+    if asked is not None:
+        return asked
+    if recorded == "cuda" and not has_cuda:
+        print("hpo train: the trial trained on cuda; none here, so on cpu (results will differ)", file=sys.stderr)
+        return "cpu"
+    return recorded or ("cuda" if has_cuda else "cpu")
 
 
 def print_result(output: dict[str, Any], *, as_json: bool) -> None:
@@ -151,7 +177,7 @@ def print_result(output: dict[str, Any], *, as_json: bool) -> None:
         ):
             value = output[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
-        if output["fold_val_accuracies"]:
+        if output.get("fold_val_accuracies"):
             folds = ", ".join(f"{a:.4f}" for a in output["fold_val_accuracies"])
             print(f"{'folds':>18}: val {folds} (std {output['val_accuracy_std']:.4f})")
         if output.get("model"):

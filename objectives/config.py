@@ -154,6 +154,8 @@ class TrainingConfig(StrictModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     params: dict[str, Any] = Field(default_factory=dict)
     init: InitSpec = Field(default_factory=lambda: ScratchInit(kind="scratch"))
+    # Where the trial trained (the worker records it): `hpo train`'s default device. None: CUDA when present.
+    device: Literal["cpu", "cuda"] | None = None
 
     @model_validator(mode="after")
     def _params_known(self) -> TrainingConfig:

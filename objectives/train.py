@@ -35,6 +35,7 @@ from objectives.registry import get_objective
 MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
 
 ReportFn = Callable[[int, float], None]
+KFOLD_ONLY = ("fold_val_accuracies", "fold_test_accuracies", "val_accuracy_std")  # TrainResult.as_dict
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,13 @@ class TrainResult:
     val_accuracy_std: float = 0.0  # k-fold: the spread of the folds' validation accuracies
 
     def as_dict(self) -> dict[str, Any]:
-        """The result as a JSON-ready dict."""
-        return asdict(self)
+        """The result as a JSON-ready dict; the k-fold figures only for a k-fold run (a holdout's
+        empty lists and zero spread would read as a k-fold result)."""
+        result = asdict(self)
+        if not self.fold_val_accuracies:
+            for key in KFOLD_ONLY:
+                del result[key]
+        return result
 
 
 def pick_device() -> torch.device:
@@ -88,6 +94,8 @@ def train(
     device = torch.device(device) if device is not None else pick_device()
     if device.type == "cpu":
         keep_freed_memory()
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # a run's shapes are fixed: time cuDNN's kernels once, keep the fastest
     states = []
     for k, fold in enumerate(data.folds):  # fold k's model starts from seed + k
         model = _build_model(objective, hp, len(data.classes), init_weights, device, seed + k)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (benchmarks/gpu_check.py): a smoke test through the real worker,
-# training throughput against the seed loop, packing 1/2/4 trials per GPU, and one full-width
-# training run on cifar10-full. About 6 minutes on one H200; stopped at 8 whatever happens.
+# one full-width training run on cifar10-full, training throughput against the seed loop, packing
+# 1/2/4 trials per GPU, and a resume from a checkpoint. Sections budgeted at 290 s in all;
+# stopped at 330 s whatever happens (a device call with timeout_s 420 leaves time for a rerun).
 # Everything it writes goes under $OUT (or ./gpu-check-out): gpu_check.json, gpu_check.log,
 # summary.txt, workers.log. It ends with the summary to paste into docs/benchmarks.md.
 #
 # On a lent GPU machine (bare: PyTorch, no Optuna/SQLAlchemy/pydantic, no network):
 #   here:    bash scripts/gpu_prepare.sh        # wheels + cifar10-full packed into .gpu/ (ignored)
-#   there:   device run, carry [".gpu"], command: bash scripts/gpu_check.sh
+#   there:   device run, carry [".gpu"], timeout_s 420, command: bash scripts/gpu_check.sh
 # On the CPU, at tiny sizes (make test runs this):
 #   OUT=/tmp/gpu-check bash scripts/gpu_check.sh --dry-run
 # Arguments go to benchmarks/gpu_check.py (--dry-run, --only SECTION...).
@@ -45,7 +46,7 @@ fi
 export HPO_DATA_DIR=$data HPO_CACHE_DIR=$work/cache PYTHONUNBUFFERED=1
 
 "$python" -c "import torch; print('torch', torch.__version__, '| cuda:', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-timeout --kill-after=10 480 "$python" -m benchmarks.gpu_check --out "$out" --work "$work/run" "$@" 2>&1 | tee "$out/gpu_check.log"
+timeout --kill-after=10 330 "$python" -m benchmarks.gpu_check --out "$out" --work "$work/run" "$@" 2>&1 | tee "$out/gpu_check.log"
 status=${PIPESTATUS[0]}
 cp "$work/run/workers.log" "$out/" 2>/dev/null
 rm -rf "$work"

@@ -83,7 +83,7 @@ class TrialObjective:
     def __call__(self, trial: optuna.Trial) -> float:
         """Train the trial's config; returns the final validation accuracy."""
         params = suggest(trial, self.spec)
-        config = self.spec.training_config(params)
+        config = self.spec.training_config(params).model_copy(update={"device": self._device_type()})
         root = retried_trial_number(trial) if self.may_be_retry else None
         checkpoint = self.checkpoint = self.checkpoint_dir / f"trial-{trial.number if root is None else root}.pt"
         weights = weights_file(self.checkpoint_dir, trial.number)

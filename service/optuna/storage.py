@@ -1,31 +1,32 @@
-"""Everything this project knows about Optuna's insides lives in three modules: this one (the
-storage), service/optuna/trials.py (running one claimed trial) and service/optuna/tables.py
-(SQL reads of Optuna's tables). Nothing else touches them.
+"""Optuna's storage as the service tunes it. Everything this project knows about Optuna's insides
+lives in service/optuna/: this module (the storage), trials.py (claiming and running one trial),
+tables.py and pages.py (SQL reads of Optuna's tables) and resilient.py (retries, the stale-trial
+callback). tests/service/test_optuna_boundary.py fails if any other module uses a private name.
 
 Written for Optuna 5.0 (pyproject.toml pins 5.0.x). tests/service/test_optuna_internals.py
-pins each assumption below against the installed Optuna, so an upgrade touches these three
-modules and those tests, nothing else. What is used, and why:
+pins each assumption below against the installed Optuna, so an upgrade touches this package
+and those tests, nothing else. What is used, and why:
 
 - RDBStorage's ``engine`` and thread-local ``scoped_session`` (and ``_create_scoped_session``,
   its commit-or-rollback helper): the storage runs on the Database's engine and pool, and the
   writes below join the storage's own transactions; the claim makes the storage's calls join
-  its transaction (optuna_trials.storage_joins).
+  its transaction (trials.storage_joins).
 - The ORM models of Optuna's tables (``optuna.storages._rdb.models``): heartbeats and user
   attributes as single upserts (Optuna spends a SELECT and a commit on each), and the trial
-  counts that budgets and progress are derived from (optuna_tables).
+  counts that budgets and progress are derived from (tables.py).
 - ``RDBStorage._version_manager`` (``get_current_version``, ``get_head_version``): the schema
   check, done here on one connection (Optuna's holds a transaction open while it opens a second).
 - ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials.
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
   the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``;
-  ``RDBStorage._create_new_trial`` (the creation without our retry) (optuna_trials).
+  ``RDBStorage._create_new_trial`` (the creation without our retry) (trials.py).
 - How Optuna's waiting queue pops a trial (``Study._pop_waiting_trial_id``), the heartbeat thread
   (``optuna.storages._heartbeat``; the claim commits a trial's first beat, so the thread
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
   an RDBStorage in (and its bookkeeping, to add a claimed trial), and ``failed_trial``, the
   system attribute that marks a retry.
 - Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
-  (``count_past_trials``): optuna_tables.budget_stats counts a study's trials by its highest number.
+  (``count_past_trials``): tables.budget_stats counts a study's trials by its highest number.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def tell(
 
 def pop_waiting_trial(storage: BaseStorage, candidates: Sequence[int]) -> int | None:
     """Set the first of the WAITING trials ``candidates`` (in queue order, see
-    optuna_tables.waiting_trial_ids) RUNNING as Optuna's own queue does, and return its id; None
+    tables.waiting_trial_ids) RUNNING as Optuna's own queue does, and return its id; None
     if each is taken or finished by now.
 
     Optuna's ``Study._pop_waiting_trial_id`` finds them through the trial cache, whose first read

@@ -29,7 +29,7 @@ from service.optuna.tables import COUNTED_STATES, budget_stats
 
 @dataclass(frozen=True)
 class Budget:
-    """What a budget decision needs; read from indexes (optuna_tables.budget_stats), so it costs
+    """What a budget decision needs; read from indexes (service.optuna.tables.budget_stats), so it costs
     the same at 50,000 trials as at none."""
 
     trials: int  # all trials, retries included
@@ -39,7 +39,7 @@ class Budget:
 
     @classmethod
     def of(cls, stats: Any) -> Budget:
-        """From a row of optuna_tables.budget_stats (None, or its columns None: no trials)."""
+        """From a row of service.optuna.tables.budget_stats (None, or its columns None: no trials)."""
         return cls(*(int(getattr(stats, column, None) or 0) for column in ("trials", "running", "waiting", "retries")))
 
     @property
@@ -61,7 +61,7 @@ class Budget:
 @dataclass(frozen=True)
 class Progress:
     """A study's trials counted by state, and the best value so far: what a user is shown
-    (optuna_tables.study_stats reads every trial; decisions use Budget)."""
+    (service.optuna.tables.study_stats reads every trial; decisions use Budget)."""
 
     counts: dict[str, int]  # by Optuna state, lower-case: complete, pruned, fail, running, waiting
     retries: int  # trials that are retries of a failed trial
@@ -69,7 +69,7 @@ class Progress:
 
     @classmethod
     def of(cls, stats: Any) -> Progress:
-        """From a row of optuna_tables.study_stats (None, or its columns None: no trials)."""
+        """From a row of service.optuna.tables.study_stats (None, or its columns None: no trials)."""
         counts = {state: int(getattr(stats, state, None) or 0) for state in COUNTED_STATES}
         best = getattr(stats, "best_value", None)
         return cls(counts, int(getattr(stats, "retries", None) or 0), None if best is None else float(best))

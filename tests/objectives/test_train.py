@@ -23,6 +23,7 @@ def test_model_learns_well_above_chance(small_data):
     assert result.test_accuracy > 0.25, result
     assert result.images_per_second > 0
     assert result.device == "cpu"
+    assert not {"fold_val_accuracies", "fold_test_accuracies", "val_accuracy_std"} & set(result.as_dict())  # holdout
 
 
 def test_resumed_run_ends_identical_to_uninterrupted(tiny_data, tmp_path):

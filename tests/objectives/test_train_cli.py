@@ -65,6 +65,21 @@ def test_refit_trains_a_k_fold_config_on_every_training_image(tmp_path: Path):
     assert refit.returncode == 0, refit.stderr
     assert "400 train / 0 val, 1000 test images" in refit.stderr
     result = json.loads(refit.stdout)
-    assert result["val_accuracy"] is None and result["fold_val_accuracies"] == []
+    assert result["val_accuracy"] is None and "fold_val_accuracies" not in result  # one model: no folds
     assert result["config"]["dataset"]["validation"] == {"kind": "none"}
     assert saved.exists() and result["model"] == str(saved)
+
+
+def test_a_gpu_trial_s_config_trains_on_cpu_here_saying_so_and_cuda_asked_for_is_refused(tmp_path: Path):
+    """`hpo train` defaults to the device the trial recorded; without CUDA (this machine, as
+    GPUs cannot exist here) a CUDA trial's config trains on CPU with a note, and an explicit
+    `--device cuda` is a clear error."""
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({**CONFIG, "device": "cuda"}))
+    proc = _hpo("train", "--config", str(config), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "trained on cuda; none here, so on cpu" in proc.stderr
+    assert json.loads(proc.stdout)["device"] == "cpu"
+    refused = _hpo("train", "--config", str(config), "--device", "cuda")
+    assert refused.returncode == 2 and "--device cuda: no CUDA device is visible here" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -59,6 +59,7 @@ def test_pruning_stops_weak_trials_early(pg_db, tmp_path, pruner):
         assert {"val_accuracy", "test_accuracy", "epochs", "seconds", "images_per_second", "device"} <= set(metrics)
         assert metrics["val_accuracy"] == trial.value and metrics["epochs"] == 4
         assert trial.user_attrs["config"]["params"]["lr"] == trial.params["lr"]
+        assert trial.user_attrs["config"]["device"] == "cpu"  # where it trained: `hpo train`'s default
 
 
 def test_enqueued_configs_run_first_and_take_slots(pg_db, tmp_path):
