@@ -21,8 +21,9 @@ from service.api.schemas import Health
 from service.db.database import Database
 from service.db.migrate import migrate_from_settings
 from service.db.retry import call_with_retry
-from service.scheduling.sweeper import finish_interrupted, remove_orphans, sweep_stale_trials
+from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import get_settings
+from service.studies.cleanup import finish_interrupted, remove_orphans
 from service.studies.read import SpecCache
 from service.studies.tallies import StudyTallies
 

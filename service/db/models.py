@@ -20,7 +20,7 @@ class StudyStatus(enum.StrEnum):
 
     creating and deleting mark a study while POST or DELETE works on it: such a study is not
     shown, and one left so by a crash or an outage is finished off by the API's sweep
-    (service.scheduling.sweeper.finish_interrupted).
+    (service.studies.cleanup.finish_interrupted).
     """
 
     RUNNING = "running"

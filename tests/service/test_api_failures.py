@@ -14,9 +14,9 @@ from sqlalchemy import text, update
 
 from service.db.database import Database
 from service.db.models import StudyRecord
-from service.scheduling.sweeper import finish_interrupted
 from service.settings import get_settings
 from service.spec.schema import StudySpec
+from service.studies.cleanup import finish_interrupted
 from service.studies.lifecycle import create_study
 from tests.conftest import make_spec
 

@@ -21,8 +21,8 @@ from objectives.train import TrainResult
 from service.db.models import StudyRecord
 from service.optuna.trials import trial_id
 from service.scheduling.failures import record_trial_outcome
-from service.scheduling.sweeper import remove_orphans
 from service.settings import get_settings
+from service.studies.cleanup import remove_orphans
 from service.studies.lifecycle import change_status, delete_study
 from tests.worker.helpers import new_study, slot_loop, study_view, trials
 from worker.claims import claim_trial
