@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI). Build it with :func:`create_app`."""
+"""The HTTP API (FastAPI), the top layer: it may import every other part of the service, never
+worker/ or training code. Build it with :func:`create_app`."""
 
 from service.api.app import create_app
 

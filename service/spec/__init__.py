@@ -1,2 +1,2 @@
 """The study spec: its schema, search-space entries, the sampler and pruner it names, and the
-checks of what it references outside itself. Imports service.db, service.optuna and objectives' torch-free modules."""
+checks of what it references outside itself. Imports service.db and objectives' torch-free modules."""

@@ -8,9 +8,11 @@ saved and before that epoch is reported to Optuna.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from tests.worker.helpers import dies_after_saving, new_study, run_slot, trials
@@ -38,3 +40,29 @@ def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_nev
     assert retry.state == TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] == 2
     assert sorted(retry.intermediate_values) == [1, 2, 3]  # epoch 2 came from the checkpoint's history
+
+
+def test_a_trial_checkpointed_on_a_gpu_resumes_on_a_cpu_worker_and_says_it_reseeded(db):
+    """A CUDA generator's state (16 bytes) does not fit a CPU generator: the CPU worker's retry
+    resumes from the checkpoint all the same, reseeded, and its checkpoint_note says so."""
+    new_study(db, max_trials=1, epochs=3, pruner={"name": "none"}, sampler={"name": "random", "seed": 3})
+
+    @dataclass
+    class DiesAfterSaving(TrialObjective):
+        train_fn: Any = DIES_AFTER_EPOCH_2
+
+    run_slot(db, DiesAfterSaving)
+    [killed] = trials(db, "s")
+    checkpoint = Path(killed.user_attrs["checkpoint"])
+    payload = torch.load(checkpoint, weights_only=True)
+    for fold in payload["folds"]:  # as a GPU worker would have saved it
+        fold["generator"], fold["generator_device"] = torch.arange(16, dtype=torch.uint8), "cuda"
+    torch.save(payload, checkpoint)
+
+    study = optuna.load_study(study_name="s", storage=db.storage)
+    db.stale_trial_retry()(study, killed)
+    run_slot(db)
+
+    retry = trials(db, "s")[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] == 2
+    assert "random generator ran on cuda, this worker trains on cpu: reseeded" in retry.user_attrs["checkpoint_note"]
