@@ -369,3 +369,10 @@ def test_a_body_that_is_not_utf8_is_a_documented_400(api):
     assert answer.status_code == 400 and "detail" in answer.json()
     documented = api.get("/openapi.json").json()["paths"]["/studies"]["post"]["responses"]
     assert {"400", "401", "403", "409", "413", "422", "503"} <= set(documented)
+
+
+def test_the_dashboard_names_the_objective(api):
+    """optuna-dashboard shows "val_accuracy", not "Objective 0", as what a trial's value is."""
+    api.post("/studies", json=make_spec())
+    detail = api.get("/api/studies/1").json()
+    assert detail["name"] == "cifar-search" and detail["objective_names"] == ["val_accuracy"]
