@@ -21,15 +21,21 @@ from worker.objective import TrialObjective
 DIES_AFTER_EPOCH_2 = dies_after_saving(epoch=2)
 
 
-def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_never_reported(db):
+@dataclass
+class DiesAfterSaving(TrialObjective):
+    train_fn: Any = DIES_AFTER_EPOCH_2
+
+
+def killed_after_saving_epoch_2(db: Any) -> optuna.trial.FrozenTrial:
+    """Study "s"'s one trial (3 epochs), killed after epoch 2's checkpoint was saved and before it was reported."""
     new_study(db, max_trials=1, epochs=3, pruner={"name": "none"}, sampler={"name": "random", "seed": 3})
-
-    @dataclass
-    class DiesAfterSaving(TrialObjective):
-        train_fn: Any = DIES_AFTER_EPOCH_2
-
     run_slot(db, DiesAfterSaving)
     [killed] = trials(db, "s")
+    return killed
+
+
+def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_never_reported(db):
+    killed = killed_after_saving_epoch_2(db)
     assert killed.state == TrialState.FAIL and sorted(killed.intermediate_values) == [1]
 
     study = optuna.load_study(study_name="s", storage=db.storage)
@@ -45,14 +51,7 @@ def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_nev
 def test_a_trial_checkpointed_on_a_gpu_resumes_on_a_cpu_worker_and_says_it_reseeded(db):
     """A CUDA generator's state (16 bytes) does not fit a CPU generator: the CPU worker's retry
     resumes from the checkpoint all the same, reseeded, and its checkpoint_note says so."""
-    new_study(db, max_trials=1, epochs=3, pruner={"name": "none"}, sampler={"name": "random", "seed": 3})
-
-    @dataclass
-    class DiesAfterSaving(TrialObjective):
-        train_fn: Any = DIES_AFTER_EPOCH_2
-
-    run_slot(db, DiesAfterSaving)
-    [killed] = trials(db, "s")
+    killed = killed_after_saving_epoch_2(db)
     checkpoint = Path(killed.user_attrs["checkpoint"])
     payload = torch.load(checkpoint, weights_only=True)
     for fold in payload["folds"]:  # as a GPU worker would have saved it
