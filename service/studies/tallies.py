@@ -152,12 +152,11 @@ class StudyTallies:
         another API process saving the same study rolls back, and the next save tries again."""
         with self._lock:  # held throughout, so that no tally changes between its snapshot and its mark
             changed = {sid: tally for sid, tally in self._tallies.items() if not tally.saved}
-            if changed:
-                rows = [
-                    {"optuna_id": sid, "created_at": t.created_at, "tally": t.snapshot()} for sid, t in changed.items()
-                ]
-                session.execute(delete(TallySnapshot).where(TallySnapshot.optuna_id.in_(list(changed))))
-                session.execute(insert(TallySnapshot), rows)
+            if not changed:
+                return 0  # no write at all: an idle API does not take SQLite's write lock every sweep
+            rows = [{"optuna_id": sid, "created_at": t.created_at, "tally": t.snapshot()} for sid, t in changed.items()]
+            session.execute(delete(TallySnapshot).where(TallySnapshot.optuna_id.in_(list(changed))))
+            session.execute(insert(TallySnapshot), rows)
             session.execute(
                 delete(TallySnapshot).where(TallySnapshot.optuna_id.not_in(select(_OPTUNA_IDS.c.optuna_id)))
             )
