@@ -3,11 +3,11 @@
 A study's answer should cost the same whatever its number of trials. This benchmark builds 200
 paused studies of 5 trials each on PostgreSQL, copies that database and adds one study of
 20,000 (``--quick``: 200 and 20,000 too; the full run: 1,000 studies and 50,000 trials), then
-times GET /studies through the real app on each (FastAPI's TestClient, in process):
+times GET /studies through the real app on each (FastAPI's TestClient, in process), the two apps' calls alternating:
 
-- warm: the API's tallies already counted every trial (the steady state), median of 30 calls;
+- warm: the API's tallies already counted every trial (the steady state), median of 60 calls;
 - cold: the tallies and spec cache emptied before each call, as in the first call after a
-  restart (the tallies' snapshots saved, as the API's sweep saves them), median of 10 calls;
+  restart (the tallies' snapshots saved, as the API's sweep saves them), median of 30 calls;
 - first: the same with no snapshot either (the first API ever to read this database), for the record.
 
 It also counts the SQL statements of one call. It ends with the line
@@ -33,7 +33,7 @@ from benchmarks.databases import create_database, database_url, drop_database, p
 from benchmarks.scale_parts import prefill
 
 SMALL_TRIALS = 5
-WARM_CALLS, COLD_CALLS = 30, 10
+WARM_CALLS, COLD_CALLS = 60, 30
 
 
 def create_studies(url: str, names: list[str], trials: int) -> None:
@@ -77,32 +77,36 @@ def api_on(url: str) -> Iterator[Any]:
         yield client
 
 
-def time_list(client: Any, mode: str) -> tuple[float, int]:
-    """Median milliseconds of GET /studies in ``mode`` (warm, cold or first), and the statements one call ran."""
+def time_lists(clients: dict[str, Any], mode: str) -> dict[str, tuple[float, int]]:
+    """Per client (without and with the big study), the median milliseconds of GET /studies in
+    ``mode`` (warm, cold or first) and the statements one call ran. The two clients' calls
+    alternate, so that a slow moment of the machine falls on both."""
     from service.api.app import save_tallies
     from service.db.models import TallySnapshot
     from service.studies.read import SpecCache
     from service.studies.tallies import StudyTallies
 
-    app = client.app
-    database = app.state.database
-    statements: list[str] = []
-    event.listen(database.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    assert client.get("/studies").status_code == 200  # the tallies count everything once
-    save_tallies(database, app.state.tallies)  # what the API's sweep does every 15 s
-    times = []
+    statements: dict[str, list[str]] = {label: [] for label in clients}
+    for label, client in clients.items():
+        database = client.app.state.database
+        event.listen(database.engine, "before_cursor_execute", lambda *a, seen=statements[label]: seen.append(a[2]))
+        assert client.get("/studies").status_code == 200  # the tallies count everything once
+        save_tallies(database, client.app.state.tallies)  # what the API's sweep does every 15 s
+    times: dict[str, list[float]] = {label: [] for label in clients}
     for _ in range(WARM_CALLS if mode == "warm" else COLD_CALLS):
-        if mode != "warm":  # a restarted API process
-            app.state.tallies, app.state.specs = StudyTallies(), SpecCache()
-        if mode == "first":
-            with database.session() as session:
-                session.execute(delete(TallySnapshot))
-        statements.clear()
-        start = time.perf_counter()
-        answer = client.get("/studies")
-        times.append((time.perf_counter() - start) * 1000)
-        assert answer.status_code == 200
-    return statistics.median(times), len(statements)
+        for label, client in clients.items():
+            app = client.app
+            if mode != "warm":  # a restarted API process
+                app.state.tallies, app.state.specs = StudyTallies(), SpecCache()
+            if mode == "first":
+                with app.state.database.session() as session:
+                    session.execute(delete(TallySnapshot))
+            statements[label].clear()
+            start = time.perf_counter()
+            answer = client.get("/studies")
+            times[label].append((time.perf_counter() - start) * 1000)
+            assert answer.status_code == 200
+    return {label: (statistics.median(times[label]), len(statements[label])) for label in clients}
 
 
 def main() -> None:
@@ -121,10 +125,9 @@ def main() -> None:
         bigger = create_database(server, template=base)
         create_studies(database_url(server, bigger), ["big"], big_trials)
         figures: dict[str, Any] = {}
-        for label, name in (("without", base), ("with", bigger)):
-            with api_on(database_url(server, name)) as client:
-                for mode in ("warm", "cold", "first"):
-                    ms, count = time_list(client, mode)
+        with api_on(database_url(server, base)) as without, api_on(database_url(server, bigger)) as with_big:
+            for mode in ("warm", "cold", "first"):
+                for label, (ms, count) in time_lists({"without": without, "with": with_big}, mode).items():
                     figures[f"{mode}_{label}_big"] = {"median_ms": round(ms, 2), "statements": count}
                     print(f"{mode:5} {label:7} the {big_trials:,}-trial study: {ms:7.1f} ms, {count} statements")
     finally:

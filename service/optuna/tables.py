@@ -25,8 +25,10 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    literal,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -117,6 +119,53 @@ def trials_to_tally(
     conditions = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
     rows = _rows_to_tally()
     return rows.where(or_(false(), *conditions)).union(rows.where(trial.trial_id.in_(list(pending)))), {}
+
+
+def tally_from_scratch(study_ids: Collection[int]) -> CompoundSelect[Any]:
+    """One statement (so one snapshot) counting the studies ``study_ids`` from nothing: per study
+    and finished state a row with ``trials`` (how many), ``retries`` (of them, marked RETRY_OF),
+    ``trial_id`` (the highest id) and ``value`` (the best COMPLETE value), ``grouped`` true; and
+    each RUNNING or WAITING trial as a row of its own (``grouped`` false). Aggregated in SQL: a
+    study of 20,000 trials costs the server a few milliseconds, not 20,000 rows to the client."""
+    trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
+    of_studies = trial.study_id.in_(list(study_ids))
+    unfinished = trial.state.in_([TrialState.RUNNING, TrialState.WAITING])
+    is_retry = select(mark.trial_id).where(mark.trial_id == trial.trial_id, mark.key == RETRY_OF).exists()
+    finished = (
+        select(
+            trial.study_id,
+            trial.state,
+            func.count().label("trials"),
+            func.count(mark.trial_id).label("retries"),
+            func.max(trial.trial_id).label("trial_id"),
+            func.max(case((trial.state == TrialState.COMPLETE, value.value))).label("value"),
+            true().label("grouped"),
+        )
+        .outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
+        .outerjoin(mark, (mark.trial_id == trial.trial_id) & (mark.key == RETRY_OF))
+        .where(of_studies, ~unfinished)
+        .group_by(trial.study_id, trial.state)
+    )
+    one_each = select(
+        trial.study_id,
+        trial.state,
+        literal(1).label("trials"),
+        cast(is_retry, Integer).label("retries"),
+        trial.trial_id,
+        literal(None).label("value"),
+        false().label("grouped"),
+    ).where(of_studies, unfinished)
+    return finished.union_all(one_each)
+
+
+def earliest_with_value(study_id: int, best: float) -> Select[Any]:
+    """The lowest id of the study's COMPLETE trials whose value is ``best``."""
+    trial, value = models.TrialModel, models.TrialValueModel
+    return (
+        select(func.min(trial.trial_id))
+        .join(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
+        .where(trial.study_id == study_id, trial.state == TrialState.COMPLETE, value.value == best)
+    )
 
 
 def _rows_to_tally() -> Select[Any]:

@@ -15,10 +15,12 @@ trials' ids, to the next ones created. Callers name a study by its Optuna id and
 ``created_at`` (to the microsecond), and a tally made for another ``created_at`` starts afresh.
 
 A process that starts would read every trial of every study once (0.1 s for a study of 20,000
-trials). So the API saves its tallies (``StudyTallies.save``, from its sweep, every 15 s, and at
-shutdown) in ``hpo_tally_snapshots``, and a tally it does not hold yet starts from its snapshot,
-reading only the trials since: a restart costs what a warm read costs. A snapshot is exact for
-the same reason a tally is.
+trials, a row each). So the API saves its tallies (``StudyTallies.save``, from its sweep, every
+15 s, and at shutdown) in ``hpo_tally_snapshots``, and a tally it does not hold yet starts from
+its snapshot, reading only the trials since: a restart costs what a warm read costs. A snapshot
+is exact for the same reason a tally is. A study with no snapshot is counted in aggregate, in SQL
+(``tally_from_scratch``: one row per finished state, one per unfinished trial), and goes on
+trial by trial from there.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.models import TallySnapshot
-from service.optuna.tables import COUNTED_STATES, optuna_ids, trials_to_tally
+from service.optuna.tables import COUNTED_STATES, earliest_with_value, optuna_ids, tally_from_scratch, trials_to_tally
 from service.scheduling.budget import Progress
 
 UNFINISHED = {TrialState.RUNNING, TrialState.WAITING}
@@ -55,6 +57,7 @@ class _Tally:
     pending: dict[int, tuple[str, bool]] = field(default_factory=dict)  # trial id -> (state, is a retry)
     saved: bool = False  # as in its snapshot
     restored: bool = False  # its snapshot was looked for (once per tally)
+    counted: bool = False  # it has read its study once (in aggregate); from then on, trial by trial
     _progress: Progress | None = None  # progress() as of the last add
 
     def add(self, trial_id: int, state: TrialState, value: float | None, is_retry: bool) -> None:
@@ -69,6 +72,21 @@ class _Tally:
         self.finished_retries += int(is_retry)
         if state == TrialState.COMPLETE and value is not None and (self.best_value is None or value > self.best_value):
             self.best_value, self.best_trial_id = value, trial_id
+
+    def add_counted(
+        self, last_id: int, state: TrialState, trials: int, retries: int, best: float | None, grouped: bool
+    ) -> None:
+        """Count a row of service.optuna.tables.tally_from_scratch: ``trials`` finished trials in
+        ``state`` (``grouped``), up to id ``last_id``, or one unfinished trial (not grouped)."""
+        if not grouped:
+            self.add(last_id, state, None, bool(retries))
+            return
+        self.through_id = max(self.through_id, last_id)
+        self._progress, self.saved = None, False
+        self.finished[state.name.lower()] += trials
+        self.finished_retries += retries
+        if best is not None and (self.best_value is None or best > self.best_value):
+            self.best_value, self.best_trial_id = best, None  # which trial: looked up when asked for
 
     def progress(self) -> Progress:
         """The counts as Progress (what study_stats would say); kept until a trial is added."""
@@ -104,6 +122,7 @@ class _Tally:
             pending={int(trial_id): (str(state), bool(is_retry)) for trial_id, state, is_retry in saved["pending"]},
             saved=True,
             restored=True,
+            counted=True,
         )
 
 
@@ -130,8 +149,14 @@ class StudyTallies:
     def best_trial_id(self, session: Session, optuna_id: int, created_at: datetime) -> int | None:
         """The id of this study's best COMPLETE trial (the earliest of equals; None if it has none
         yet), after reading what changed in it since last time: GET /best without reading every
-        trial's value, as Optuna's ``get_best_trial`` does."""
-        return self._one(session, optuna_id, created_at).best_trial_id
+        trial's value, as Optuna's ``get_best_trial`` does. A tally counted in aggregate knows the
+        best value, not its trial: one indexed query finds that, once."""
+        tally = self._one(session, optuna_id, created_at)
+        with self._lock:
+            if tally.best_value is not None and tally.best_trial_id is None:
+                earliest = earliest_with_value(optuna_id, tally.best_value)
+                tally.best_trial_id = session.execute(earliest).scalar_one_or_none()
+            return tally.best_trial_id
 
     def _one(self, session: Session, optuna_id: int, created_at: datetime) -> _Tally:
         with self._lock:
@@ -192,9 +217,19 @@ def _in_utc(moment: datetime) -> datetime:
 
 
 def _read(session: Session, tallies: dict[int, _Tally]) -> None:
-    """Count into ``tallies`` the trials of their studies created or finished since their last read (one query)."""
-    above = {sid: tally.through_id for sid, tally in tallies.items()}
-    pending = [trial_id for tally in tallies.values() for trial_id in tally.pending]
+    """Count into ``tallies`` the trials of their studies created or finished since their last
+    read: a tally that has read nothing yet, in aggregate (one query for all of them); the others,
+    trial by trial (one query)."""
+    fresh = {sid: tally for sid, tally in tallies.items() if not tally.counted}
+    if fresh:
+        for row in session.execute(tally_from_scratch(list(fresh))):
+            fresh[row.study_id].add_counted(row.trial_id, row.state, row.trials, row.retries, row.value, row.grouped)
+        for tally in fresh.values():
+            tally.counted = True
+    above = {sid: tally.through_id for sid, tally in tallies.items() if sid not in fresh}
+    pending = [trial_id for sid in above for trial_id in tallies[sid].pending]
+    if not above:
+        return
     dialect = session.get_bind().dialect.name
     statement, parameters = trials_to_tally(above, pending, dialect)
     for row in session.execute(statement, parameters):

@@ -119,3 +119,29 @@ def test_a_restarted_api_starts_from_the_saved_tallies_and_reads_only_the_trials
     with db.session() as session:
         elsewhere = StudyTallies().progress(session, {study._study_id: datetime(2020, 1, 1, tzinfo=UTC)})
     assert elsewhere == full_count(db)  # counted afresh, not from the snapshot of another "created_at"
+
+
+def test_a_first_count_in_aggregate_matches_a_full_count_and_finds_the_earliest_best(db: Database):
+    """A tally that has read nothing counts its study in SQL (one row per finished state, one per
+    unfinished trial), then goes on trial by trial; its best trial is the earliest of equals."""
+    with db.sessions() as session:
+        create_study(session=session, storage=db.storage, spec=StudySpec.model_validate(make_spec("a", max_trials=50)))
+    study = optuna.load_study(study_name="a", storage=db.storage)
+    running = study.ask()
+    for value in (0.4, 0.9, 0.2, 0.9):
+        study.tell(study.ask(), value)
+    study.tell(study.ask(), state=TrialState.PRUNED)
+    failed = study.ask()
+    study.tell(failed, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[failed.number])  # a WAITING retry
+    first_best = study.trials[2]  # trial 0 is running, 2 holds the first 0.9 (4 the second)
+
+    tallies = StudyTallies()
+    assert tallied(db, tallies, [study._study_id]) == full_count(db)
+    with db.session() as session:
+        assert tallies.best_trial_id(session, study._study_id, CREATED) == first_best._trial_id
+    study.tell(running, 0.95)
+    study.tell(study.ask(), 0.1)  # the retry, popped and finished
+    assert tallied(db, tallies, [study._study_id]) == full_count(db)
+    with db.session() as session:
+        assert tallies.best_trial_id(session, study._study_id, CREATED) == running._trial_id
