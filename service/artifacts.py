@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from service.db.models import StudyRecord, StudyStatus
+from service.db.models import StudyRecord, StudyStatus, in_utc
 
 log = logging.getLogger("hpo.service")
 
@@ -28,7 +28,7 @@ def study_artifact_dir(root: Path, study_id: int, created_at: datetime) -> Path:
     database reuses ids (SQLite reuses the highest id after a delete), so a new study never
     resumes a deleted one's checkpoints.
     """
-    moment = created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)  # SQLite: naive UTC
+    moment = in_utc(created_at)
     base = Path(root).resolve()
     folder = (base / f"study-{int(study_id)}-{moment.astimezone(UTC):%Y%m%d%H%M%S%f}").resolve()
     if folder.parent != base:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from service.db.models import in_utc
 from service.settings import get_settings
 from service.studies.read import StudySummary
 
@@ -46,14 +47,9 @@ class StudyOut(BaseModel):
             counts=progress.counts,
             best_value=progress.best_value,
             dashboard_url=f"{base}/dashboard/studies/{study.optuna_id}" if study.optuna_id is not None else None,
-            created_at=_in_utc(study.created_at),
-            updated_at=_in_utc(study.updated_at),
+            created_at=in_utc(study.created_at),
+            updated_at=in_utc(study.updated_at),
         )
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored in UTC, and JSON needs the offset."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class TrialOut(BaseModel):

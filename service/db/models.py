@@ -38,6 +38,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def in_utc(moment: datetime) -> datetime:
+    """A time read from the hpo_* tables, with its UTC offset: SQLite hands back naive datetimes
+    (stored in UTC), PostgreSQL aware ones."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class StudyRecord(Base):
     """One study: its validated spec, status and budget. Its Optuna study has the same name.
 

@@ -29,7 +29,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from optuna.trial import TrialState
@@ -37,7 +37,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import TallySnapshot
+from service.db.models import TallySnapshot, in_utc
 from service.optuna.tables import COUNTED_STATES, earliest_with_value, optuna_ids, tally_from_scratch, trials_to_tally
 from service.scheduling.budget import Progress
 
@@ -207,13 +207,8 @@ def _restore(session: Session, tallies: dict[int, _Tally]) -> None:
         tallies[sid].restored = True
     for row in session.execute(select(TallySnapshot).where(TallySnapshot.optuna_id.in_(fresh))).scalars():
         tally = tallies[row.optuna_id]
-        if _in_utc(row.created_at) == _in_utc(tally.created_at):  # the same study, not one under a reused id
+        if in_utc(row.created_at) == in_utc(tally.created_at):  # the same study, not one under a reused id
             tallies[row.optuna_id] = _Tally.from_snapshot(tally.created_at, row.tally)
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes, stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _read(session: Session, tallies: dict[int, _Tally]) -> None:
