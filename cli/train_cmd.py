@@ -135,7 +135,15 @@ def train_config(
     def progress(epoch: int, loss: float, val_accuracy: float) -> None:
         print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
 
-    result = train(data, config, device=where_to, on_epoch=progress, init_weights=init_weights, weights_path=save)
+    result = train(
+        data,
+        config,
+        device=where_to,
+        on_epoch=progress,
+        init_weights=init_weights,
+        weights_path=save,
+        cache_dir=settings.cache_dir,
+    )
     output = {**result.as_dict(), "config": config.model_dump(mode="json")}
     if refit:
         output["val_accuracy"] = None  # nothing was held out

@@ -54,18 +54,33 @@ def evaluate_ensemble(members: Sequence[Member], split: Split, *, flip: bool = F
     return float(correct) / len(split)
 
 
+def view_names(flip: bool, shift: bool) -> list[str]:
+    """The views of each image that evaluation averages over: ``plain``, the ``SHIFTS`` with ``shift``,
+    and each of those mirrored (``flip:...``) with ``flip``."""
+    names = ["plain", *(f"shift{dx},{dy}" for dx, dy in SHIFTS if shift)]
+    return names + [f"flip:{name}" for name in names] if flip else names
+
+
+def view(inputs: torch.Tensor, name: str) -> torch.Tensor:
+    """The view ``name`` (one of ``view_names``) of a prepared batch."""
+    mirrored, _, base = name.rpartition(":")
+    if base.startswith("shift"):
+        dx, dy = (int(n) for n in base.removeprefix("shift").split(","))
+        inputs = _shifted(inputs, dx, dy)
+    return inputs.flip(3) if mirrored else inputs
+
+
 def _scores(
     model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, flip: bool, shift: bool
 ) -> torch.Tensor:
     """The summed softmax over the views of each image."""
     inputs = prepare(images, mean, std)
-    views = [inputs, *(_shifted(inputs, dx, dy) for dx, dy in SHIFTS if shift)]
-    views += [view.flip(3) for view in views] if flip else []
+    names = view_names(flip, shift)
     device = inputs.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        scores = model(views[0]).float().softmax(1)
-        for view in views[1:]:
-            scores += model(view).float().softmax(1)
+        scores = model(view(inputs, names[0])).float().softmax(1)
+        for name in names[1:]:
+            scores += model(view(inputs, name)).float().softmax(1)
     return scores
 
 

@@ -7,13 +7,13 @@ uses ``init_weights_file`` and ``check_weights_fit`` to check a spec before any 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from objectives.paths import DataPathError, check_relative, resolve_under
+from objectives.pretrained import get_pretrained, hub_dir, pretrained_file
 from objectives.registry import get_objective
 from objectives.shapes import NORMALISATION, backbone_shapes, misfit
 from objectives.state_file import StateFileError, read_state_shapes
@@ -72,7 +72,16 @@ class TorchvisionInit(StrictModel):
     weights: str
 
 
-Init = ScratchInit | FileInit | StudyInit | TorchvisionInit
+class PretrainedInit(StrictModel):
+    """``{"kind": "pretrained", "weights": "efficientnet_lite0.imagenet"}``: published weights from
+    the catalogue of what this installation has (objectives.pretrained); the model takes its inputs
+    scaled as they were trained with."""
+
+    kind: Literal["pretrained"]
+    weights: str
+
+
+Init = ScratchInit | FileInit | StudyInit | TorchvisionInit | PretrainedInit
 InitSpec = Annotated[Init, Field(discriminator="kind")]
 
 
@@ -85,6 +94,15 @@ def _check_relative(relative: str, what: str, within: str) -> None:
 
 def check_init(init: Init, objective_name: str) -> None:
     """Raise ValueError naming the field when ``init`` cannot serve ``objective_name``."""
+    if isinstance(init, PretrainedInit):
+        try:
+            entry = get_pretrained(init.weights)
+        except KeyError as exc:
+            raise ValueError(f"init.weights: {exc.args[0]}") from None
+        if entry.objective != objective_name:
+            raise ValueError(
+                f"init.weights: {init.weights!r} are weights for objective {entry.objective!r}, not {objective_name!r}"
+            )
     if isinstance(init, TorchvisionInit):
         known = get_objective(objective_name).torchvision_weights
         if init.weights not in known:
@@ -92,15 +110,6 @@ def check_init(init: Init, objective_name: str) -> None:
                 f"init.weights: {init.weights!r} is not torchvision weights for {objective_name!r}"
                 f" (known: {', '.join(known) or 'none'})"
             )
-
-
-def hub_dir() -> Path:
-    """torch's hub cache, as ``torch.hub.get_dir()`` finds it (TORCH_HOME, XDG_CACHE_HOME, ~/.cache)."""
-    torch_home = os.environ.get("TORCH_HOME")
-    if torch_home:
-        return Path(torch_home).expanduser() / "hub"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "torch" / "hub"
 
 
 def init_weights_file(
@@ -116,10 +125,14 @@ def init_weights_file(
             if init.weights is None:
                 raise InitError(f"init: study {init.study!r} was not resolved to a weights file")
             path = resolve_under(artifact_dir, init.weights, what="init.weights", within="HPO_ARTIFACT_DIR")
+        elif isinstance(init, PretrainedInit):
+            path = pretrained_file(init.weights)
         else:
             path = _torchvision_file(objective, init.weights, allow_download)
-    except DataPathError as exc:
-        raise InitError(str(exc)) from None
+    except (DataPathError, FileNotFoundError) as exc:
+        raise InitError(f"init.weights: {exc}" if isinstance(exc, FileNotFoundError) else str(exc)) from None
+    except KeyError as exc:
+        raise InitError(f"init.weights: {exc.args[0]}") from None
     if not path.is_file():
         raise InitError(f"init: the weights file {path} does not exist ({_where_from(init)})")
     return path
@@ -143,7 +156,18 @@ def _where_from(init: Init) -> str:
         return f"the final weights of trial {init.trial} of study {init.study!r}; was it deleted?"
     if isinstance(init, TorchvisionInit):
         return "torch's hub cache; put the file there, or set HPO_ALLOW_DOWNLOAD=true on a machine with internet access"
+    if isinstance(init, PretrainedInit):
+        return "the catalogue of pretrained weights; was its package uninstalled?"
     return "under HPO_DATA_DIR"
+
+
+def input_scaling(init: Init) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The per-channel mean and std (pixels in [0, 1]) that ``init``'s weights expect their inputs
+    standardised with; None where the model uses its training set's own statistics."""
+    if isinstance(init, PretrainedInit):
+        entry = get_pretrained(init.weights)
+        return entry.mean, entry.std
+    return None
 
 
 def check_weights_fit(path: Path, objective: str, params: dict[str, Any]) -> None:

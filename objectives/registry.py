@@ -126,13 +126,21 @@ _TRAINING_PARAMS = [
     ),
 ]
 
+
+def _image_size(default: int, low: int, high: int, doc: str) -> Param:
+    """``image_size``: the side, in pixels, the model resizes its inputs to (bilinear, on the training device)."""
+    return Param("image_size", "int", default, doc, low=low, high=high)
+
+
 _CNN_PARAMS = [
     *_TRAINING_PARAMS,
     Param("width", "float", 0.25, "channel multiplier of the 64/128/256/512 CNN", low=0.03, high=4.0),
+    _image_size(32, 32, 32, "input side in pixels: the CNN takes CIFAR-10's 32 x 32 (other sizes are resized to it)"),
     *_transfer_params(blocks=4),
 ]
 _RESNET18_PARAMS = [
     *_TRAINING_PARAMS,
+    _image_size(32, 32, 320, "input side in pixels the images are resized to (ImageNet's weights saw 224)"),
     Param(
         "small_stem",
         "categorical",
@@ -141,6 +149,14 @@ _RESNET18_PARAMS = [
         choices=(True, False),
     ),
     *_transfer_params(blocks=5),
+]
+
+_EFFICIENTNET_PARAMS = [
+    *_TRAINING_PARAMS,
+    _image_size(
+        128, 32, 320, "input side in pixels the images are resized to (ImageNet's weights saw 224; 128 costs a third)"
+    ),
+    *_transfer_params(blocks=9),
 ]
 
 # Adding an objective: its parameters here, its model in objectives/model.py (ARCHITECTURES) and
@@ -162,6 +178,13 @@ OBJECTIVES: dict[str, Objective] = {
         blocks=5,  # the stem and the four stages
         torchvision_weights={"ResNet18_Weights.IMAGENET1K_V1": "resnet18-f37072fd.pth"},
         shape_params=("small_stem",),
+    ),
+    "efficientnet_lite0": Objective(
+        name="efficientnet_lite0",
+        doc="EfficientNet-Lite0 (stem, 7 stages of inverted-residual blocks, 1x1 head convolution, pooling, linear).",
+        head="_fc.",
+        params={p.name: p for p in _EFFICIENTNET_PARAMS},
+        blocks=9,  # the stem, the seven stages and the head convolution: at 9 only the classifier trains
     ),
 }
 

@@ -62,9 +62,53 @@ def resnet18_shapes(params: dict[str, Any]) -> Shapes:
     return shapes
 
 
+# EfficientNet-Lite0 (objectives.efficientnet): (repeats, kernel, stride, expansion, in, out) of each
+# of its seven stages, as its reference names them ('r1_k3_s11_e1_i32_o16', 'r2_k3_s22_e6_i16_o24', ...)
+EFFICIENTNET_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+EFFICIENTNET_STEM, EFFICIENTNET_FEATURES = 32, 1280  # channels of the stem, and of the head convolution
+
+
+def efficientnet_blocks() -> list[tuple[int, int, int, int, int]]:
+    """(kernel, stride, expansion, in, out) of each of EfficientNet-Lite0's 16 blocks, in order."""
+    blocks = []
+    for repeats, kernel, stride, expansion, channels_in, channels_out in EFFICIENTNET_STAGES:
+        blocks.append((kernel, stride, expansion, channels_in, channels_out))
+        blocks += [(kernel, 1, expansion, channels_out, channels_out)] * (repeats - 1)
+    return blocks
+
+
+def efficientnet_lite0_shapes(params: dict[str, Any]) -> Shapes:
+    """EfficientNet-Lite0: the stem, 16 inverted-residual blocks, the head convolution."""
+    shapes: Shapes = {"_conv_stem.weight": (EFFICIENTNET_STEM, 3, 3, 3), **_batchnorm("_bn0", EFFICIENTNET_STEM)}
+    for index, (kernel, _, expansion, channels_in, channels_out) in enumerate(efficientnet_blocks()):
+        prefix, hidden = f"_blocks.{index}", channels_in * expansion
+        if expansion != 1:
+            shapes[f"{prefix}._expand_conv.weight"] = (hidden, channels_in, 1, 1)
+            shapes |= _batchnorm(f"{prefix}._bn0", hidden)
+        shapes[f"{prefix}._depthwise_conv.weight"] = (hidden, 1, kernel, kernel)
+        shapes |= _batchnorm(f"{prefix}._bn1", hidden)
+        shapes[f"{prefix}._project_conv.weight"] = (channels_out, hidden, 1, 1)
+        shapes |= _batchnorm(f"{prefix}._bn2", channels_out)
+    last = EFFICIENTNET_STAGES[-1][-1]
+    return {
+        **shapes,
+        "_conv_head.weight": (EFFICIENTNET_FEATURES, last, 1, 1),
+        **_batchnorm("_bn1", EFFICIENTNET_FEATURES),
+    }
+
+
 BACKBONE_SHAPES: dict[str, Callable[[dict[str, Any]], Shapes]] = {
     "cnn": cnn_shapes,
     "resnet18": resnet18_shapes,
+    "efficientnet_lite0": efficientnet_lite0_shapes,
 }
 
 

@@ -10,11 +10,10 @@ as the uninterrupted run would (bit-identical on CPU with a fixed seed).
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,14 @@ from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, mean_history, save_checkpoint
 from objectives.config import TrainingConfig
 from objectives.data import Dataset, Split
-from objectives.evaluate import evaluate, evaluate_ensemble, prepare
+from objectives.evaluate import evaluate_ensemble, prepare
 from objectives.files import save_atomically
-from objectives.init import load_initial_weights
+from objectives.frozen_features import FrozenFeatures, feature_accuracy, head_only
+from objectives.init import input_scaling, load_initial_weights
 from objectives.model import ARCHITECTURES, build_model
+from objectives.optimization import initial_state, run_epoch
 from objectives.registry import get_objective
-
-MIN_ONE_CYCLE_STEPS = 8  # fewer optimiser steps than this and the rate stays constant
+from objectives.splits import Fold
 
 ReportFn = Callable[[int, float], None]
 KFOLD_ONLY = ("fold_val_accuracies", "fold_test_accuracies", "val_accuracy_std")  # TrainResult.as_dict
@@ -80,6 +80,8 @@ def train(
     on_epoch: Callable[[int, float, float], None] | None = None,
     init_weights: str | Path | None = None,
     weights_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    reuse_features: bool = True,
 ) -> TrainResult:
     """Train ``config`` on ``data`` (its dataset, loaded by objectives.data.load_dataset); return the metrics.
 
@@ -89,6 +91,8 @@ def train(
     ``resume_from``: continue from such a checkpoint (its epoch count is kept).
     ``weights_path``: save the final weights there (a state_dict, on CPU).
     ``on_epoch(epoch, loss, val_accuracy)``: progress hook, called before ``report``.
+    ``cache_dir``: where a head-only run keeps its frozen backbone's features (objectives.frozen_features);
+    ``reuse_features=False`` runs it through the whole model every epoch instead (benchmarks/frozen_features.py).
     """
     objective, epochs, seed, hp = config.objective, config.epochs, config.seed, config.hyperparameters()
     device = torch.device(device) if device is not None else pick_device()
@@ -96,26 +100,32 @@ def train(
         keep_freed_memory()
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a run's shapes are fixed: time cuDNN's kernels once, keep the fastest
-    states = []
+    data = _scaled_for(data, config)
+    states: list[TrainState] = []
+    features: list[FrozenFeatures | None] = []
     for k, fold in enumerate(data.folds):  # fold k's model starts from seed + k
         model = _build_model(objective, hp, len(data.classes), init_weights, device, seed + k)
         model.get_buffer("input_mean").copy_(fold.mean)
         model.get_buffer("input_std").copy_(fold.std)
-        states.append(_initial_state(model, objective, hp, epochs, seed + k, len(fold.train), device))
+        states.append(initial_state(model, objective, hp, epochs, seed + k, len(fold.train), device))
+        cached = None
+        if init_weights is not None and reuse_features and head_only(objective, hp, init_weights):
+            cached = FrozenFeatures(model, objective, hp, init_weights, (fold.mean, fold.std), cache_dir)
+        features.append(cached)
     if resume_from is not None:
         load_checkpoint(resume_from, states, seeds=[seed + k for k in range(len(states))])
+    members = list(zip(states, data.folds, features, strict=True))
     train_seconds = images_seen = loss = 0.0
     flip, shift = hp["eval_flip"], hp["eval_shift"]
     started = time.perf_counter()
     for epoch in range(states[0].epoch + 1, epochs + 1):  # the folds in lockstep, epoch by epoch
         tick = time.perf_counter()
-        pairs = list(zip(states, data.folds, strict=True))
-        losses = [_train_epoch(state, fold.train, hp, fold.mean, fold.std) for state, fold in pairs]
+        losses = [_train_epoch(state, fold, hp, cached) for state, fold, cached in members]
         train_seconds += time.perf_counter() - tick
         images_seen += sum(len(fold.train) for fold in data.folds)
-        for state, fold in pairs:
-            accuracy = evaluate(state.model, fold.val, fold.mean, fold.std, flip=flip)
-            state.epoch, state.history = epoch, [*state.history, accuracy]
+        for member in members:
+            accuracy = _accuracy([member], member[1].val, flip=flip, shift=False)
+            member[0].epoch, member[0].history = epoch, [*member[0].history, accuracy]
         loss, val_accuracy = statistics.fmean(losses), mean_history(states)[-1]
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, states)
@@ -126,11 +136,36 @@ def train(
     if weights_path is not None and len(states) == 1:  # k-fold keeps K models: its shipped model is the refit
         weights = states[0].model.state_dict()
         save_atomically({k: v.detach().cpu().contiguous() for k, v in weights.items()}, weights_path)
-    return _result(states, data, flip, shift, loss, train_seconds, images_seen, started, device)
+    return _result(members, data, flip, shift, loss, train_seconds, images_seen, started, device)
+
+
+Member = tuple[TrainState, Fold, FrozenFeatures | None]  # a fold's model, its images, its cached features if head-only
+
+
+def _scaled_for(data: Dataset, config: TrainingConfig) -> Dataset:
+    """``data`` with every fold's input scaling set to what the starting weights expect, where they
+    say (pretrained weights); otherwise as it is (each fold's own pixel statistics)."""
+    scaling = input_scaling(config.init)
+    if scaling is None:
+        return data
+    device = data.folds[0].mean.device
+    mean, std = (torch.tensor(values, device=device).view(1, 3, 1, 1) for values in scaling)
+    return replace(data, folds=[replace(fold, mean=mean, std=std) for fold in data.folds])
+
+
+def _accuracy(members: list[Member], split: Split, *, flip: bool, shift: bool) -> float:
+    """The members' ensemble accuracy on ``split``: on their cached features when they have them."""
+    if members[0][2] is not None:
+        return feature_accuracy(
+            [(state.model, cached) for state, _, cached in members if cached], split, flip=flip, shift=shift
+        )
+    return evaluate_ensemble(
+        [(state.model, fold.mean, fold.std) for state, fold, _ in members], split, flip=flip, shift=shift
+    )
 
 
 def _result(
-    states: list[TrainState],
+    members: list[Member],
     data: Dataset,
     flip: bool,
     shift: bool,
@@ -145,15 +180,15 @@ def _result(
     The epochs' validation accuracies (the learning curve) were measured with the flip alone;
     ``shift``'s views cost three times as much, so only this final evaluation takes them.
     """
-    members = [(state.model, fold.mean, fold.std) for state, fold in zip(states, data.folds, strict=True)]
+    states = [state for state, _, _ in members]
     fold_val = [
-        s.history[-1] if s.history and not shift else evaluate(s.model, f.val, f.mean, f.std, flip=flip, shift=shift)
-        for s, f in zip(states, data.folds, strict=True)
+        m[0].history[-1] if m[0].history and not shift else _accuracy([m], m[1].val, flip=flip, shift=shift)
+        for m in members
     ]
     kfold = len(states) > 1
     return TrainResult(
         val_accuracy=statistics.fmean(fold_val),
-        test_accuracy=evaluate_ensemble(members, data.test, flip=flip, shift=shift),
+        test_accuracy=_accuracy(members, data.test, flip=flip, shift=shift),
         loss=float(loss),
         epochs=states[0].epoch,
         seconds=time.perf_counter() - started,
@@ -161,9 +196,7 @@ def _result(
         device=_device_name(device),
         threads=torch.get_num_threads(),
         fold_val_accuracies=fold_val if kfold else [],
-        fold_test_accuracies=[evaluate_ensemble([m], data.test, flip=flip, shift=shift) for m in members]
-        if kfold
-        else [],
+        fold_test_accuracies=[_accuracy([m], data.test, flip=flip, shift=shift) for m in members] if kfold else [],
         val_accuracy_std=statistics.pstdev(fold_val) if kfold else 0.0,
     )
 
@@ -182,82 +215,20 @@ def _build_model(
     return model.to(device).to(memory_format=torch.channels_last)
 
 
-def _param_groups(model: nn.Module, objective: str, hp: dict) -> list[dict[str, Any]]:
-    """The trainable parameters: the backbone at lr x backbone_lr_scale, the head at lr."""
-    head = get_objective(objective).head
-    backbone = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(head)]
-    classifier = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head)]
-    groups = [{"params": backbone, "lr": hp["lr"] * hp["backbone_lr_scale"]}, {"params": classifier, "lr": hp["lr"]}]
-    return [g for g in groups if g["params"]]
-
-
-def _initial_state(
-    model: nn.Module, objective: str, hp: dict, epochs: int, seed: int, n_train: int, device: torch.device
-) -> TrainState:
-    groups = _param_groups(model, objective, hp)
-    optimizer: torch.optim.Optimizer
-    fused = device.type in ("cpu", "cuda")  # one kernel per step for all parameters, not a few per tensor
-    if hp["optimizer"] == "adam":
-        optimizer = torch.optim.AdamW(
-            groups,
-            lr=hp["lr"],
-            betas=(hp["momentum"], 0.999),
-            weight_decay=hp["weight_decay"],
-            fused=fused,
-        )
-    elif hp["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(
-            groups,
-            lr=hp["lr"],
-            momentum=hp["momentum"],
-            nesterov=hp["momentum"] > 0,
-            weight_decay=hp["weight_decay"],
-            fused=fused,
-        )
-    else:
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {hp['optimizer']!r}")
-    steps = epochs * math.ceil(n_train / int(hp["batch_size"]))
-    schedule: torch.optim.lr_scheduler.LRScheduler
-    if steps >= MIN_ONE_CYCLE_STEPS:
-        peaks = [group["lr"] for group in groups]
-        # cycle_momentum off: OneCycleLR's default overwrites SGD's momentum (Adam's beta1) with its own
-        # 0.95 -> 0.85 cycle at every step, and the searched ``momentum`` would do nothing.
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=steps, pct_start=0.25, anneal_strategy="linear", cycle_momentum=False
-        )
-    else:  # one-cycle needs a step or two per phase (it divides by zero otherwise): keep the rate constant
-        schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    frozen = ARCHITECTURES[objective].blocks(model)[: hp["freeze"]]
-    return TrainState(model=model, optimizer=optimizer, schedule=schedule, generator=generator, frozen=frozen)
-
-
-def _train_epoch(state: TrainState, split: Split, hp: dict, mean: torch.Tensor, std: torch.Tensor) -> float:
-    model, device = state.model, split.images.device
+def _train_epoch(state: TrainState, fold: Fold, hp: dict, cached: FrozenFeatures | None) -> float:
+    """One epoch of ``state``'s model on ``fold``'s training images (on their cached features if head-only)."""
+    if cached is not None:
+        return cached.train_epoch(state, fold.train, hp)
+    model, split, device = state.model, fold.train, fold.train.images.device
     model.train()
     for block in state.frozen:  # a frozen block's BatchNorm keeps its running statistics too
         block.eval()
-    criterion = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
-    order = torch.randperm(len(split), generator=state.generator, device=state.generator.device).to(device)
-    batch_size, total, count = int(hp["batch_size"]), torch.zeros((), device=device), 0
-    for start in range(0, len(split), batch_size):
-        index = order[start : start + batch_size]
-        inputs = augment(prepare(split.images[index], mean, std), hp["aug_strength"], state.generator)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = criterion(model(inputs), split.labels[index])
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        _step(state.schedule)
-        total += loss.detach() * len(index)
-        count += len(index)
-    return float(total) / max(count, 1)
 
+    def batch(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = augment(prepare(split.images[index], fold.mean, fold.std), hp["aug_strength"], state.generator)
+        return inputs, split.labels[index]
 
-def _step(schedule: torch.optim.lr_scheduler.LRScheduler) -> None:
-    end = getattr(schedule, "total_steps", None)  # OneCycleLR refuses to step past its last step
-    if end is None or schedule.last_epoch < end - 1:
-        schedule.step()
+    return run_epoch(state, len(split), hp, batch, model, device)
 
 
 def _device_name(device: torch.device) -> str:

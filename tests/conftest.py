@@ -112,6 +112,17 @@ def make_spec(name: str = "cifar-search", **overrides):
 @pytest.fixture
 def api(db_url):
     """A TestClient on the app, on a fresh database (PostgreSQL and SQLite)."""
+    yield from _client()
+
+
+@pytest.fixture
+def pg_api(pg_url):
+    """A TestClient on the app, on a fresh PostgreSQL database only: for long flows whose
+    database work the ``api`` tests already cover on both."""
+    yield from _client()
+
+
+def _client():
     from fastapi.testclient import TestClient
 
     from service.api import create_app

@@ -136,6 +136,7 @@ class TrialObjective:
             weights_path=weights,
             checkpoint_path=checkpoint,
             resume_from=resumable.path if resumable else None,
+            cache_dir=self.cache_dir,
             on_epoch=lambda e, loss, acc: log.info(
                 "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
                 trial.number,

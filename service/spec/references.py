@@ -22,6 +22,7 @@ from objectives.config import ImageFolderDataset, KFold, capped_counts, check_cl
 from objectives.init import (
     FileInit,
     InitError,
+    PretrainedInit,
     StudyInit,
     TorchvisionInit,
     check_weights_fit,
@@ -43,7 +44,7 @@ def pin_references(session: Session, storage: BaseStorage, spec: StudySpec, sett
     if isinstance(spec.init, StudyInit):
         pinned["init"] = _pin_study_init(session, storage, spec, settings)
         _check_fit(settings.artifact_dir / pinned["init"].weights, spec, "init.study")
-    elif isinstance(spec.init, FileInit | TorchvisionInit):
+    elif isinstance(spec.init, FileInit | TorchvisionInit | PretrainedInit):
         weights = _require_weights_file(spec, settings)
         if weights is not None:
             _check_fit(weights, spec, "init")
@@ -120,7 +121,9 @@ def _require_weights_file(spec: StudySpec, settings: Settings) -> Path | None:
     except InitError as exc:
         if isinstance(spec.init, TorchvisionInit) and settings.allow_download:
             return None
-        raise SpecError("init", str(exc).removeprefix("init: ").removeprefix("init.weights: ")) from None
+        message = str(exc).removeprefix("init: ")
+        field = "init.weights" if message.startswith("init.weights: ") else "init"
+        raise SpecError(field, message.removeprefix("init.weights: ")) from None
 
 
 def _check_fit(weights: Path, spec: StudySpec, field: str) -> None:

@@ -7,9 +7,10 @@ import torch
 
 from objectives.checkpoint import checkpoint_epoch
 from objectives.data import Split
-from objectives.evaluate import _shifted
+from objectives.evaluate import _shifted, evaluate
 from objectives.model import build_cnn
-from objectives.train import MIN_ONE_CYCLE_STEPS, evaluate, train
+from objectives.optimization import MIN_ONE_CYCLE_STEPS
+from objectives.train import train
 from tests.conftest import StopTraining, stop_after_first_epoch, training_config
 
 FAST = {"width": 0.125, "lr": 0.003, "batch_size": 64, "aug_strength": 0.3}

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from objectives.data import DatasetError, load_dataset
+from objectives.evaluate import evaluate
 from objectives.init import InitError, TorchvisionInit, init_weights_file, load_initial_weights
 from objectives.model import ARCHITECTURES, build_model, normalise
 from objectives.registry import OBJECTIVES
-from objectives.train import evaluate, train
+from objectives.train import train
 from tests.conftest import DATA_ROOT, training_config
 
 SMALL_CNN = {

@@ -13,8 +13,8 @@ import torch
 from optuna.trial import TrialState
 
 from objectives.data import load_dataset
+from objectives.evaluate import evaluate
 from objectives.model import build_model
-from objectives.train import evaluate
 from service.settings import get_settings
 from tests.conftest import DATA_ROOT, make_spec
 from tests.worker.helpers import run_slot, trials
