@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from cli import demo_cmd, server_cmds, study_cmd, train_cmd
+from cli import demo_cmd, pretrained_cmd, server_cmds, study_cmd, train_cmd
 from cli.errors import CliError
 from service.settings import SettingsError
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_parser(subparsers)
     study_cmd.add_parser(subparsers)
     train_cmd.add_parser(subparsers)
+    pretrained_cmd.add_parser(subparsers)
     return parser
 
 

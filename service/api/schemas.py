@@ -86,6 +86,26 @@ class BestOut(BaseModel):
     metrics: dict[str, Any]
 
 
+class InputScaling(BaseModel):
+    """How a model started from these weights standardises its inputs: ``(pixel / 255 - mean) / std``."""
+
+    mean: list[float]
+    std: list[float]
+    formula: str
+
+
+class PretrainedOut(BaseModel):
+    """Published weights a study can start from (``init: {"kind": "pretrained", "weights": name}``)."""
+
+    name: str
+    objective: str
+    source: str
+    available: bool  # whether this installation (the API's) has the file
+    file_bytes: int | None
+    input_scaling: InputScaling
+    params: dict[str, Any]  # parameters of the objective the weights fix
+
+
 class Health(BaseModel):
     """Liveness of the API and its database."""
 
