@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from objectives.checkpoint import TrainState
-from objectives.evaluate import EVAL_BATCH, prepare, view, view_names
+from objectives.evaluate import eval_batch, prepare, view, view_names
 from objectives.files import save_atomically
 from objectives.model import ARCHITECTURES, resize
 from objectives.optimization import run_epoch
@@ -91,11 +91,9 @@ class FrozenFeatures:
     def _compute(self, images: torch.Tensor, view_name: str) -> torch.Tensor:
         self.model.eval()
         extract, device = ARCHITECTURES[self.objective].features, images.device
-        parts = []
-        for start in range(0, len(images), EVAL_BATCH):
-            inputs = resize(
-                view(prepare(images[start : start + EVAL_BATCH], self.mean, self.std), view_name), self.size
-            )
+        parts, batch = [], eval_batch(self.size)
+        for start in range(0, len(images), batch):
+            inputs = resize(view(prepare(images[start : start + batch], self.mean, self.std), view_name), self.size)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 parts.append(extract(self.model, inputs).float())
         return torch.cat(parts) if parts else torch.zeros(0, device=device)

@@ -149,7 +149,9 @@ def build_model(objective: str, params: dict[str, Any], num_classes: int) -> nn.
     model = ARCHITECTURES[objective].build(params, num_classes)
     model.register_buffer("input_mean", torch.zeros(1, 3, 1, 1))
     model.register_buffer("input_std", torch.ones(1, 3, 1, 1))
-    model.register_forward_pre_hook(partial(_resize_input, size=int(params["image_size"])))
+    size = int(params["image_size"])
+    vars(model)["image_size"] = size  # a plain attribute (evaluation sizes its passes by it), not a buffer
+    model.register_forward_pre_hook(partial(_resize_input, size=size))
     return model
 
 
