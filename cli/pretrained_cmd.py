@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from objectives.pretrained import CATALOGUE
 
@@ -29,16 +28,12 @@ def run_pretrained(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries))
         return 0
-    table = Table("name", "objective", "installed", "MB", "input scaling")
+    console = Console(highlight=False)
     for entry in entries:
         size = entry["file_bytes"]
-        table.add_row(
-            entry["name"],
-            entry["objective"],
-            "yes" if entry["available"] else "no",
-            f"{size / 1e6:.1f}" if size is not None else "",
-            entry["input_scaling"]["formula"],
-        )
-    Console().print(table)
-    Console().print('Start a study from one with  init: {"kind": "pretrained", "weights": NAME}')
+        where = f"installed ({size / 1e6:.1f} MB)" if size is not None else "not installed"
+        console.print(f"[bold]{entry['name']}[/bold]  objective {entry['objective']}, {where}")
+        console.print(f"    input scaling: {entry['input_scaling']['formula']}")
+        console.print(f"    from: {entry['source']}")
+    console.print('Start a study from one with  init: {"kind": "pretrained", "weights": NAME}')
     return 0
