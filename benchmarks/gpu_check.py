@@ -1,4 +1,5 @@
-"""The one prepared GPU check: smoke test, result quality, training throughput, packing, resume.
+"""The one prepared GPU check: smoke test, result quality, training throughput, packing, resume,
+and EfficientNet-Lite0 fine-tuned from ImageNet.
 
 Run it through ``scripts/gpu_check.sh`` (which finds the packages and data first). The sections
 run in this order, the one worth most right after the smoke test, each within its budget
@@ -11,6 +12,8 @@ run in this order, the one worth most right after the smoke test, each within it
 - packing: trials per hour of one study (full width, 20,000 images) with 1, 2 and 4 trials side by side.
 - resume: a run killed after epoch 2 resumes from its checkpoint (CUDA generator state and fused
   optimizer state included) and ends close to the uninterrupted run.
+- efficientnet: EfficientNet-Lite0 fine-tuned from its ImageNet weights at 128 px, every block
+  training, on five classes of cifar10-full (benchmarks/gpu_transfer.py): images/s and test accuracy.
 
     python -m benchmarks.gpu_check [--dry-run] [--only SECTION ...] [--out DIR]
 
@@ -33,6 +36,7 @@ from typing import Any
 
 from benchmarks.common import machine
 from benchmarks.gpu_sections import Check, packing, result_quality, resume, smoke, throughput
+from benchmarks.gpu_transfer import efficientnet
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ class Sizes:
     quality_width: float
     resume_limit: int
     resume_epochs: int
+    lite0_dataset: str  # folder under HPO_DATA_DIR
+    lite0_per_class: int  # training images of each of the five classes
+    lite0_epochs: int
+    lite0_image_size: int
 
 
 GPU = Sizes(
@@ -84,6 +92,10 @@ GPU = Sizes(
     quality_width=1.0,
     resume_limit=20_000,
     resume_epochs=4,
+    lite0_dataset="cifar10-full",
+    lite0_per_class=2_000,
+    lite0_epochs=3,
+    lite0_image_size=128,
 )
 DRY_RUN = replace(
     GPU,
@@ -108,17 +120,29 @@ DRY_RUN = replace(
     quality_width=0.125,
     resume_limit=300,
     resume_epochs=3,
+    lite0_dataset="cifar10-sample",
+    lite0_per_class=20,
+    lite0_epochs=1,
+    lite0_image_size=32,
 )
 # Seconds each section may take on the GPU (a worker run past its share is killed with its
 # process group); 290 in all, so that the device call's timeout_s of 420 (start-up and copies
 # included) leaves a second try inside a 15-minute lease. A dry run allows three times as much.
-BUDGET_SECONDS = {"smoke": 70, "result_quality": 60, "throughput": 45, "packing": 90, "resume": 25}
+BUDGET_SECONDS = {
+    "smoke": 70,
+    "result_quality": 60,
+    "throughput": 40,
+    "packing": 80,
+    "resume": 20,
+    "efficientnet": 20,
+}
 SECTIONS: dict[str, Callable[[Check], dict[str, Any]]] = {
     "smoke": smoke,
     "result_quality": result_quality,
     "throughput": throughput,
     "packing": packing,
     "resume": resume,
+    "efficientnet": efficientnet,
 }
 
 
@@ -135,6 +159,8 @@ def plan(sizes: Sizes) -> list[str]:
         f"width {sizes.packing_width}, {sizes.packing_limit} images, {sizes.packing_slots} per GPU",
         f"resume (<= {BUDGET_SECONDS['resume']} s): killed after epoch 2 of {sizes.resume_epochs}, "
         f"{sizes.resume_limit} images",
+        f"efficientnet (<= {BUDGET_SECONDS['efficientnet']} s): Lite0 from ImageNet, {sizes.lite0_image_size} px, "
+        f"{sizes.lite0_epochs} epochs, {5 * sizes.lite0_per_class} {sizes.lite0_dataset} images of 5 classes",
         f"budget: {sum(BUDGET_SECONDS.values())} s of work",
     ]
 
@@ -164,6 +190,13 @@ def summary(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"result_quality: {section['epochs']} epochs, val {section['val_accuracy']:.4f}, "
                 f"test {section['test_accuracy']:.4f}, {section['images_per_second']:.0f} images/s"
+            )
+        elif name == "efficientnet":
+            size = section["params"]["image_size"]
+            lines.append(
+                f"efficientnet: Lite0 from ImageNet at {size} px, {section['epochs']} epochs, "
+                f"{section['images_per_second']:.0f} images/s, val {section['val_accuracy']:.4f}, "
+                f"test {section['test_accuracy']:.4f} ({section['test_images']} images)"
             )
         elif name == "resume":
             lines.append(

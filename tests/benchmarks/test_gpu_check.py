@@ -19,17 +19,19 @@ def test_gpu_check_dry_run_runs_every_section_and_writes_its_results(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = results["sections"]
-    assert list(sections) == ["smoke", "result_quality", "throughput", "packing", "resume"]  # most valuable first
+    assert list(sections) == ["smoke", "result_quality", "throughput", "packing", "resume", "efficientnet"]
     assert not [name for name, section in sections.items() if "error" in section]
     smoke = sections["smoke"]
     assert smoke["complete"] == 2 and all(t["images_per_second"] > 0 for t in smoke["trials"])
     assert [row["trials_per_gpu"] for row in sections["packing"]["rows"]] == [1, 2]
     assert all(row["complete"] == 2 for row in sections["packing"]["rows"])
     assert 0 <= sections["result_quality"]["test_accuracy"] <= 1
+    lite0 = sections["efficientnet"]
+    assert lite0["epochs"] == 1 and lite0["images_per_second"] > 0 and 0 <= lite0["test_accuracy"] <= 1
     resumed = sections["resume"]
     assert resumed["generator_device"] == "cpu" and resumed["bit_identical"], resumed  # on CPU: bit for bit
     summary = (tmp_path / "summary.txt").read_text()
-    assert "FAILED" not in summary and "result_quality:" in summary
+    assert "FAILED" not in summary and "result_quality:" in summary and "efficientnet: Lite0" in summary
     log = (tmp_path / "gpu_check.log").read_text()
     assert "== summary" in log and "budget: 290 s of work" in log  # the GPU run's plan, printed first
     assert (tmp_path / "workers.log").stat().st_size > 0
