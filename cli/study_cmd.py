@@ -1,4 +1,5 @@
-"""``hpo study create FILE | list | show | trials | best | pause | resume | stop | delete``: the API for people.
+"""``hpo study create FILE | list | show | trials | best | export | pause | resume | stop | delete``:
+the API for people.
 
 Reads HPO_API_URL and HPO_API_TOKEN. Tables for people by default, ``--json`` for scripts.
 An error answer prints the API's message and exits 2, never a traceback.
@@ -12,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import CliError, describe_errors
-from service.settings import get_settings
+from cli.api_client import download, request
+from cli.errors import CliError
 
 STATUS_ACTIONS = ("pause", "resume", "stop")
 
@@ -43,6 +43,10 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="train the best config here on all its training images (with --download: save those weights instead)",
     )
+    export = _command(commands, "export", run_export, "every trial as CSV or JSON lines, streamed into a file")
+    export.add_argument("name")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the file to write (whole or not at all)")
     for action in STATUS_ACTIONS:
         _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
     _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
@@ -57,50 +61,57 @@ def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse
 
 def run_create(args: argparse.Namespace) -> int:
     """POST /studies with the spec file's contents."""
-    answer = _request("POST", "/studies", json=_read_spec(args.file))
+    answer = request("POST", "/studies", json=_read_spec(args.file))
     return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
 
 
 def run_list(args: argparse.Namespace) -> int:
     """GET /studies."""
-    answer = _request("GET", "/studies")
+    answer = request("GET", "/studies")
     return _print(args, answer, lambda console: _print_studies(console, answer))
 
 
 def run_show(args: argparse.Namespace) -> int:
     """GET /studies/{name}."""
-    answer = _request("GET", f"/studies/{args.name}")
+    answer = request("GET", f"/studies/{args.name}")
     return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
 
 
 def run_trials(args: argparse.Namespace) -> int:
     """GET /studies/{name}/trials."""
-    answer = _request("GET", f"/studies/{args.name}/trials", params={"offset": args.offset, "limit": args.limit})
+    answer = request("GET", f"/studies/{args.name}/trials", params={"offset": args.offset, "limit": args.limit})
     return _print(args, answer, lambda console: console.print(_trials_table(answer)))
 
 
 def run_best(args: argparse.Namespace) -> int:
     """GET /studies/{name}/best, optionally writing its config to a file."""
-    answer = _request("GET", f"/studies/{args.name}/best")
+    answer = request("GET", f"/studies/{args.name}/best")
     if args.config_out:
         args.config_out.write_text(json.dumps(answer["config"], indent=2) + "\n")
     if args.refit:
         return _refit_best(args, answer)
     if args.download:
-        _download(f"/studies/{args.name}/best/model", args.download)
+        download(f"/studies/{args.name}/best/model", args.download)
         answer = {**answer, "model": str(args.download)}
     return _print(args, answer, lambda console: _print_best(console, answer, args.config_out))
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """GET /studies/{name}/trials.csv (or .jsonl) into a file."""
+    download(f"/studies/{args.name}/trials.{args.format}", args.output)
+    answer = {"exported": args.name, "format": args.format, "file": str(args.output)}
+    return _print(args, answer, lambda console: console.print(f"wrote {args.output} ({args.format})"))
+
+
 def run_status_change(args: argparse.Namespace) -> int:
     """POST /studies/{name}/pause, resume or stop."""
-    answer = _request("POST", f"/studies/{args.name}/{args.study_command}")
+    answer = request("POST", f"/studies/{args.name}/{args.study_command}")
     return _print(args, answer, lambda console: _print_studies(console, [answer]))
 
 
 def run_delete(args: argparse.Namespace) -> int:
     """DELETE /studies/{name}."""
-    _request("DELETE", f"/studies/{args.name}")
+    request("DELETE", f"/studies/{args.name}")
     answer = {"deleted": args.name}
     return _print(args, answer, lambda console: console.print(f"deleted {args.name}"))
 
@@ -121,65 +132,12 @@ def _refit_best(args: argparse.Namespace, answer: dict[str, Any]) -> int:
     return 0
 
 
-def _download(path: str, target: Path) -> None:
-    """Stream GET ``path`` into ``target`` (written whole or not at all)."""
-    partial = target.with_name(f".{target.name}.part")
-    with _client() as api:
-        try:
-            with api.stream("GET", path) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise CliError(f"GET {path} answered {response.status_code}: {_explain(response)}")
-                with partial.open("wb") as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-        except httpx.HTTPError as exc:
-            partial.unlink(missing_ok=True)
-            raise CliError(f"cannot download {path} from {api.base_url}: {exc}") from None
-    partial.replace(target)
-
-
 def _print(args: argparse.Namespace, answer: Any, for_people: Callable[[Console], None]) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
         for_people(Console())
     return 0
-
-
-def _request(method: str, path: str, **kwargs: Any) -> Any:
-    with _client() as api:
-        return _call(api, method, path, **kwargs)
-
-
-def _client() -> httpx.Client:
-    settings = get_settings()
-    headers = {}
-    if settings.api_token is not None:
-        headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
-    return httpx.Client(base_url=settings.api_url, headers=headers, timeout=60)
-
-
-def _call(api: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = api.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise CliError(
-            f"cannot reach the API at {api.base_url} ({exc}); is `hpo serve` running? (HPO_API_URL sets the address)"
-        ) from None
-    if response.status_code >= 400:
-        raise CliError(f"{method} {path} answered {response.status_code}: {_explain(response)}")
-    return None if response.status_code == 204 else response.json()
-
-
-def _explain(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        return response.text
-    if isinstance(detail, list):  # pydantic's list of validation errors
-        return "invalid spec\n" + describe_errors(detail)
-    return str(detail)
 
 
 def _read_spec(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from service.api.dashboard import DashboardGate
 from service.api.deps import DatabaseDep
 from service.api.errors import add_error_handlers
 from service.api.routes_catalogue import router as catalogue_router
+from service.api.routes_export import router as export_router
 from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
 from service.db.database import Database
@@ -92,6 +93,7 @@ def create_app() -> FastAPI:
         description="Distributed hyperparameter search for image models.",
         generate_unique_id_function=lambda route: route.name,  # operationIds a generated client can use
     )
+    app.include_router(export_router)
     app.include_router(studies_router)
     app.include_router(catalogue_router)
     app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens

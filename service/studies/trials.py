@@ -33,6 +33,12 @@ def list_trials(*, session: Session, name: str, offset: int, limit: int) -> tupl
     return budget.trials, trials_page(session.connection(), optuna_id, offset, limit)
 
 
+def study_spec(*, session: Session, name: str) -> StudySpec:
+    """The study's spec; StudyNotFoundError if there is no such study."""
+    record, _budget, _optuna_id = _record_and_budget(session, name)
+    return StudySpec.model_validate(record.spec)
+
+
 def best_trial(*, session: Session, name: str, tallies: StudyTallies) -> dict[str, Any]:
     """The best completed trial: number, value, params, the config that reproduces it, metrics.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -60,6 +61,14 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
     assert all(t["error"] is None for t in page["trials"])
     listed_trials = hpo(live_api, "study", "trials", "cli-study")
     assert "trials 1-2 of 2" in listed_trials.stdout and "complete" in listed_trials.stdout
+    exported = hpo(live_api, "study", "export", "cli-study", "-o", str(tmp_path / "trials.csv"))
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader((tmp_path / "trials.csv").open()))
+    assert [(r["number"], r["state"]) for r in rows] == [("0", "complete"), ("1", "complete")]
+    assert {float(r["metric.val_accuracy"]) for r in rows} == {t["value"] for t in page["trials"]}
+    missing = hpo(live_api, "study", "export", "nowhere", "--format", "jsonl", "-o", str(tmp_path / "x.jsonl"))
+    assert missing.returncode == 2 and "no study named 'nowhere'" in missing.stderr
+    assert not (tmp_path / "x.jsonl").exists()
 
     # the best model, downloaded; and `hpo train` of its config writes the same weights
     downloaded, retrained = tmp_path / "model.pt", tmp_path / "retrained.pt"

@@ -43,7 +43,8 @@ def test_token_required_when_set(secured):
 
 
 def test_the_viewer_reads_everything_and_writes_nothing(secured):
-    for path in ("/studies", "/studies/cifar-search", "/studies/cifar-search/trials"):
+    reads = ("/studies", "/studies/cifar-search", "/studies/cifar-search/trials", "/studies/cifar-search/trials.csv")
+    for path in (*reads, "/studies/cifar-search/trials.jsonl", "/pretrained"):
         assert secured.get(path, headers=bearer(VIEWER)).status_code == 200, path
     writes = [
         ("POST", "/studies", make_spec("by-viewer")),
