@@ -14,7 +14,7 @@ from objectives.init import load_initial_weights
 from objectives.model import build_model, normalise
 from objectives.pretrained import CATALOGUE, IMAGENET_MEAN, IMAGENET_STD, available, pretrained_file
 from objectives.train import train
-from tests.conftest import DATA_ROOT
+from tests.conftest import DATA_ROOT, StopTraining
 
 WEIGHTS = "efficientnet_lite0.imagenet"
 # ImageNet-1k's ships and boats: aircraft carrier, canoe, catamaran, container ship, fireboat, gondola,
@@ -117,3 +117,23 @@ def test_a_frozen_backbone_s_features_are_computed_once_shared_and_recomputed_fo
     assert all(
         torch.equal(backbone[k], v) for k, v in start.state_dict().items() if k in backbone and "input_" not in k
     )
+
+
+def test_a_head_only_run_killed_after_an_epoch_resumes_and_ends_as_the_uninterrupted_one(tmp_path):
+    config = _config(freeze=9, aug_strength=0.5).model_copy(update={"epochs": 3})
+    whole = _run(config, weights_path=tmp_path / "whole.pt", cache_dir=tmp_path)
+
+    def killed_after_one(epoch: int, _accuracy: float) -> None:
+        if epoch == 1:
+            raise StopTraining
+
+    with pytest.raises(StopTraining):
+        _run(config, checkpoint_path=tmp_path / "ckpt.pt", report=killed_after_one, cache_dir=tmp_path)
+    resumed = _run(config, resume_from=tmp_path / "ckpt.pt", weights_path=tmp_path / "resumed.pt", cache_dir=tmp_path)
+    assert (resumed.val_accuracy, resumed.test_accuracy, resumed.loss) == (
+        whole.val_accuracy,
+        whole.test_accuracy,
+        whole.loss,
+    )
+    a, b = (torch.load(tmp_path / name, weights_only=True) for name in ("whole.pt", "resumed.pt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
