@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
-from objectives.config import ImageFolderDataset, TrainingConfig
+from objectives.config import HOLDOUT_RESULT, ImageFolderDataset, TrainingConfig
 from service.settings import get_settings
 
 
@@ -173,16 +173,7 @@ def print_result(output: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(output))
     else:
-        for key in (
-            "val_accuracy",
-            "test_accuracy",
-            "loss",
-            "epochs",
-            "seconds",
-            "images_per_second",
-            "device",
-            "threads",
-        ):
+        for key in HOLDOUT_RESULT:
             value = output[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else f"{key:>18}: {value}")
         if output.get("fold_val_accuracies"):

@@ -21,6 +21,19 @@ from objectives.registry import Param, check_value, get_objective
 from objectives.strict import StrictModel
 
 DEFAULT_VAL_FRACTION = 0.1  # of the training images, when a config names no validation
+# What a training run reports: objectives.train.TrainResult's fields, in order, named here without
+# torch for the service's export and the CLI (tests/service/test_export.py holds them equal).
+HOLDOUT_RESULT = (
+    "val_accuracy",
+    "test_accuracy",
+    "loss",
+    "epochs",
+    "seconds",
+    "images_per_second",
+    "device",
+    "threads",
+)
+KFOLD_RESULT = ("fold_val_accuracies", "fold_test_accuracies", "val_accuracy_std")  # a k-fold run's alone
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

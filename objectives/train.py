@@ -23,7 +23,7 @@ from torch import nn
 from objectives.allocator import keep_freed_memory
 from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, mean_history, save_checkpoint
-from objectives.config import TrainingConfig
+from objectives.config import KFOLD_RESULT, TrainingConfig
 from objectives.data import Dataset, Split
 from objectives.evaluate import evaluate_ensemble, prepare
 from objectives.files import save_atomically
@@ -35,7 +35,6 @@ from objectives.registry import get_objective
 from objectives.splits import Fold
 
 ReportFn = Callable[[int, float], None]
-KFOLD_ONLY = ("fold_val_accuracies", "fold_test_accuracies", "val_accuracy_std")  # TrainResult.as_dict
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class TrainResult:
         empty lists and zero spread would read as a k-fold result)."""
         result = asdict(self)
         if not self.fold_val_accuracies:
-            for key in KFOLD_ONLY:
+            for key in KFOLD_RESULT:
                 del result[key]
         return result
 

@@ -27,27 +27,14 @@ from typing import Any
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+from objectives.config import HOLDOUT_RESULT, KFOLD_RESULT
 from service.db.database import Database
 from service.errors import StudyNotFoundError
 from service.spec.schema import StudySpec
 from service.studies.trials import list_trials, study_spec
 
 PAGE = 500  # trials read per query while a file streams
-# What a finished trial measured (objectives.train.TrainResult's fields; tests/service/test_export.py
-# holds them equal): named here because the service does not import training code.
-METRICS = (
-    "val_accuracy",
-    "test_accuracy",
-    "loss",
-    "epochs",
-    "seconds",
-    "images_per_second",
-    "device",
-    "threads",
-    "fold_val_accuracies",
-    "fold_test_accuracies",
-    "val_accuracy_std",
-)
+METRICS = (*HOLDOUT_RESULT, *KFOLD_RESULT)  # what a finished trial measured (objectives.train.TrainResult)
 TIMING = ("epochs_reported", "last_val_accuracy", "datetime_start", "datetime_complete", "duration_s")
 
 
