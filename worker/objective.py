@@ -14,9 +14,10 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from service.artifacts import weights_file
 from service.db.database import Database
 from service.optuna.resilient import ResilientRDBStorage
-from service.optuna.trials import trial_id
+from service.optuna.trials import study_id, trial_id
 from service.spec.schema import StudySpec
 from service.spec.space import Categorical, FloatRange, IntRange
+from worker.notes import trial_note
 from worker.progress import progress_extra
 from worker.runner import HandBack
 
@@ -152,6 +153,8 @@ class TrialObjective:
         if weights.exists():  # the final weights (GET /studies/{name}/best/model), relative to HPO_ARTIFACT_DIR
             finished["weights"] = weights.relative_to(self.artifact_dir).as_posix()
         self.storage.set_user_attrs_on_finish(trial_id(trial), finished)
+        note = trial_note(trial.number, attrs["config"], finished["metrics"])
+        self.storage.set_note_on_finish(study_id(trial), trial_id(trial), note)  # shown by optuna-dashboard
         log.info(
             "trial %s of %s: complete, val_accuracy %.4f test_accuracy %.4f, %.0f images/s",
             trial.number,

@@ -25,6 +25,8 @@ and those tests, nothing else. What is used, and why:
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
   an RDBStorage in (and its bookkeeping, to add a claimed trial), and ``failed_trial``, the
   system attribute that marks a retry.
+- optuna-dashboard's note attributes (``optuna_dashboard._note``: ``note_ver_key``, ``split_body``):
+  a trial's note is written blind, in the transaction that finishes it (``set_note_on_finish``).
 - Optuna numbers a study's trials 0, 1, 2, ... under a lock on the study's row
   (``count_past_trials``): tables.budget_stats counts a study's trials by its highest number.
 """
@@ -42,6 +44,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
+from optuna_dashboard._note import note_ver_key, split_body
 from sqlalchemy import Engine, Executable, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
@@ -78,6 +81,7 @@ class TunedRDBStorage(RDBStorage):
         self.check_schema_version()
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
+        self._notes_on_finish: dict[int, tuple[int, dict[str, Any]]] = {}  # trial id -> (study id, note attributes)
         self._beatless_since: dict[int, dict[int, float]] = {}  # study id -> {beatless trial id: first seen}
 
     def check_schema_version(self) -> None:
@@ -99,10 +103,21 @@ class TunedRDBStorage(RDBStorage):
         """Write these user attributes in the same transaction that finishes the trial."""
         self._attrs_on_finish.setdefault(trial_id, {}).update(attrs)
 
+    def set_note_on_finish(self, study_id: int, trial_id: int, body: str) -> None:
+        """Write the trial's optuna-dashboard note (Markdown) in the transaction that finishes it.
+
+        optuna-dashboard's ``save_note`` reads every system attribute of the study to number the
+        note's version and clear an older one: on a study of 20,000 noted trials, each finish would
+        read them all. A worker writes a trial's note once, so it is version 1 with nothing to clear:
+        the same attributes, written blind."""
+        self._notes_on_finish[trial_id] = (study_id, {note_ver_key(trial_id): 1, **split_body(body, trial_id)})
+
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
-        """Optuna's state change, carrying the attributes set with ``set_user_attrs_on_finish``."""
+        """Optuna's state change, carrying the attributes set with ``set_user_attrs_on_finish`` and
+        the note set with ``set_note_on_finish``."""
         attrs = self._attrs_on_finish.pop(trial_id, None) if state.is_finished() else None
-        if not attrs:
+        note = self._notes_on_finish.pop(trial_id, None) if state.is_finished() else None
+        if not attrs and not note:
             return bool(super().set_trial_state_values(trial_id, state, values))
         # The scoped session is one Session per thread, so Optuna's state change below runs in this
         # transaction and its commit covers the attributes too. The trial is locked first (its row on
@@ -110,14 +125,19 @@ class TunedRDBStorage(RDBStorage):
         session = self.scoped_session()
         try:
             if trial_is_running(session, trial_id):
-                upsert_user_attrs(session, trial_id, attrs)
+                upsert_user_attrs(session, trial_id, attrs or {})
+                if note:
+                    upsert_study_system_attrs(session, *note)
             else:
                 session.rollback()
             return bool(super().set_trial_state_values(trial_id, state, values))
         except BaseException as exc:
             session.rollback()
-            if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):
-                self._attrs_on_finish[trial_id] = attrs  # for a retry of this call
+            if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):  # for a retry of this call
+                if attrs:
+                    self._attrs_on_finish[trial_id] = attrs
+                if note:
+                    self._notes_on_finish[trial_id] = note
             raise
 
     def record_heartbeat(self, trial_id: int) -> None:
@@ -174,6 +194,24 @@ def upsert_user_attrs(session: Session, trial_id: int, attrs: Mapping[str, Any])
             existing.value_json = row["value_json"]
 
 
+def upsert_study_system_attrs(session: Session, study: int, attrs: Mapping[str, Any]) -> None:
+    """Set system attributes of the study (JSON-encoded, as Optuna stores them); commit is the caller's."""
+    if not attrs:
+        return
+    rows = [{"study_id": study, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
+    statement = _study_system_attr_upsert(session.get_bind().dialect.name)
+    if statement is not None:
+        session.connection().execute(statement, rows)
+        return
+    model = models.StudySystemAttributeModel
+    for row in rows:
+        existing = session.query(model).filter_by(study_id=study, key=row["key"]).one_or_none()
+        if existing is None:
+            session.add(model(**row))
+        else:
+            existing.value_json = row["value_json"]
+
+
 def upsert_heartbeat(session: Session, trial_id: int) -> None:
     """Record the trial's heartbeat at the database's clock; commit is the caller's."""
     statement = _heartbeat_upsert(session.get_bind().dialect.name)
@@ -203,6 +241,12 @@ def trial_is_running(session: Session, trial_id: int) -> bool:
 def _user_attr_upsert(dialect_name: str) -> Executable | None:
     model = models.TrialUserAttributeModel
     return _upsert(dialect_name, model, [model.trial_id, model.key], "value_json")
+
+
+@functools.cache
+def _study_system_attr_upsert(dialect_name: str) -> Executable | None:
+    model = models.StudySystemAttributeModel
+    return _upsert(dialect_name, model, [model.study_id, model.key], "value_json")
 
 
 @functools.cache

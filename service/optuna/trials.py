@@ -78,6 +78,11 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return int(trial._trial_id)
 
 
+def study_id(trial: optuna.Trial) -> int:
+    """The storage's id of the trial's study."""
+    return int(trial.study._study_id)
+
+
 def trial_handle(study: optuna.Study, claimed_trial_id: int) -> optuna.Trial:
     """The ``optuna.Trial`` an objective is called with, for a trial this process already set RUNNING."""
     return optuna.Trial(study, claimed_trial_id)

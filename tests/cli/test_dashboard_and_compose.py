@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -76,6 +77,15 @@ def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, fin
     curves = {t["number"]: (t["state"], t["intermediate_values"]) for t in detail["trials"]}
     assert all(values for _, values in curves.values()), (curves, finished_study["worker_log"][-4000:])
     assert finished_study["dashboard_url"].endswith(f"/dashboard/studies/{study_id}")
+    assert detail.get("objective_names") == ["val_accuracy"] or detail.get("metric_names") == ["val_accuracy"]
+    for trial in detail["trials"]:  # each complete trial's note: its metrics, config and `hpo train` line
+        if trial["state"] == "Complete":
+            note = trial["note"]["body"]
+            assert f"## Trial {trial['number']}" in note and "| val_accuracy |" in note, note
+            assert f"hpo train --config trial-{trial['number']}.json --threads" in note
+            config = json.loads(note.split("```json\n")[1].split("\n```")[0])
+            searched = {p["name"]: p["param_external_value"] for p in trial["params"]}  # as the dashboard shows them
+            assert searched and all(str(config["params"][name]) == value for name, value in searched.items())
 
 
 def test_a_browser_logs_in_to_the_api_s_dashboard_and_the_viewer_cannot_write(live_api, finished_study):

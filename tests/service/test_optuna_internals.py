@@ -109,6 +109,20 @@ def test_attributes_set_on_finish_commit_with_the_final_state(running: Setup):
     assert trial.user_attrs == {"config": {"lr": 0.1}, "metrics": {"test_accuracy": 0.4}}
 
 
+def test_a_note_set_on_finish_is_the_one_optuna_dashboard_reads_and_commits_with_the_final_state(running: Setup):
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    storage, trial_id = running[0].storage, running[1]
+    study_id = storage.get_study_id_from_name("s")
+    body = "## Trial 0\n\n" + "x" * 5000  # longer than one attribute holds: split into three
+    storage.set_note_on_finish(study_id, trial_id, body)
+    assert get_note_from_system_attrs(storage.get_study_system_attrs(study_id), trial_id)["body"] == ""
+
+    assert storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
+    note = get_note_from_system_attrs(storage.get_study_system_attrs(study_id), trial_id)
+    assert note == {"version": 1, "body": body}
+
+
 def test_attributes_on_finish_are_dropped_when_someone_else_finished_the_trial(running: Setup, db_url):
     storage, trial_id = running[0].storage, running[1]
     other = optuna.storages.RDBStorage(db_url, skip_table_creation=True)  # e.g. a sweeper failing it as stale
