@@ -178,34 +178,25 @@ class TunedRDBStorage(RDBStorage):
 
 def upsert_user_attrs(session: Session, trial_id: int, attrs: Mapping[str, Any]) -> None:
     """Set the trial's user attributes (JSON-encoded, as Optuna stores them); commit is the caller's."""
-    if not attrs:
-        return
-    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    statement = _user_attr_upsert(session.get_bind().dialect.name)
-    if statement is not None:
-        session.connection().execute(statement, rows)
-        return
-    model = models.TrialUserAttributeModel  # no ON CONFLICT (e.g. MySQL): let the ORM merge row by row
-    for row in rows:
-        existing = session.query(model).filter_by(trial_id=trial_id, key=row["key"]).one_or_none()
-        if existing is None:
-            session.add(model(**row))
-        else:
-            existing.value_json = row["value_json"]
+    _upsert_attrs(session, models.TrialUserAttributeModel, {"trial_id": trial_id}, attrs)
 
 
-def upsert_study_system_attrs(session: Session, study: int, attrs: Mapping[str, Any]) -> None:
+def upsert_study_system_attrs(session: Session, study_id: int, attrs: Mapping[str, Any]) -> None:
     """Set system attributes of the study (JSON-encoded, as Optuna stores them); commit is the caller's."""
+    _upsert_attrs(session, models.StudySystemAttributeModel, {"study_id": study_id}, attrs)
+
+
+def _upsert_attrs(session: Session, model: Any, owner: dict[str, int], attrs: Mapping[str, Any]) -> None:
+    """Upsert ``attrs`` as rows (owner, key, value_json) of ``model``, an attribute table of Optuna's."""
     if not attrs:
         return
-    rows = [{"study_id": study, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    statement = _study_system_attr_upsert(session.get_bind().dialect.name)
+    rows = [{**owner, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
+    statement = _attr_upsert(session.get_bind().dialect.name, model, *owner)
     if statement is not None:
         session.connection().execute(statement, rows)
         return
-    model = models.StudySystemAttributeModel
-    for row in rows:
-        existing = session.query(model).filter_by(study_id=study, key=row["key"]).one_or_none()
+    for row in rows:  # no ON CONFLICT (e.g. MySQL): let the ORM merge row by row
+        existing = session.query(model).filter_by(**owner, key=row["key"]).one_or_none()
         if existing is None:
             session.add(model(**row))
         else:
@@ -238,15 +229,8 @@ def trial_is_running(session: Session, trial_id: int) -> bool:
 
 
 @functools.cache
-def _user_attr_upsert(dialect_name: str) -> Executable | None:
-    model = models.TrialUserAttributeModel
-    return _upsert(dialect_name, model, [model.trial_id, model.key], "value_json")
-
-
-@functools.cache
-def _study_system_attr_upsert(dialect_name: str) -> Executable | None:
-    model = models.StudySystemAttributeModel
-    return _upsert(dialect_name, model, [model.study_id, model.key], "value_json")
+def _attr_upsert(dialect_name: str, model: Any, owner: str) -> Executable | None:
+    return _upsert(dialect_name, model, [getattr(model, owner), model.key], "value_json")
 
 
 @functools.cache
