@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from cli.errors import CliError, describe_errors
 from objectives.config import HOLDOUT_RESULT, ImageFolderDataset, TrainingConfig
+from objectives.curves import EpochMetrics
 from service.settings import get_settings
 
 
@@ -132,8 +133,13 @@ def train_config(
         file=sys.stderr,
     )
 
-    def progress(epoch: int, loss: float, val_accuracy: float) -> None:
-        print(f"  epoch {epoch:>3}/{config.epochs}  loss {loss:.4f}  val_accuracy {val_accuracy:.4f}", file=sys.stderr)
+    def progress(curve: list[EpochMetrics]) -> None:
+        last = curve[-1]
+        print(
+            f"  epoch {last.epoch:>3}/{config.epochs}  loss {last.train_loss:.4f}  val_loss {last.val_loss:.4f}  "
+            f"val_accuracy {last.val_accuracy:.4f}  {last.seconds:.1f} s",
+            file=sys.stderr,
+        )
 
     result = train(
         data,

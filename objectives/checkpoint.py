@@ -33,6 +33,7 @@ class TrainState:
     generator: torch.Generator  # drives shuffling and augmentation
     epoch: int = 0  # epochs completed
     history: list[float] = field(default_factory=list)  # validation accuracy after each epoch
+    log: list[dict[str, float]] = field(default_factory=list)  # each epoch's losses and time (objectives.curves)
     frozen: list[nn.Module] = field(default_factory=list)  # blocks that stay in eval mode (not saved: config)
 
 
@@ -97,6 +98,7 @@ def save_checkpoint(path: str | Path, states: list[TrainState]) -> None:
                 "generator": state.generator.get_state(),
                 "generator_device": state.generator.device.type,
                 "history": state.history,
+                "log": state.log,
             }
             for state in states
         ],
@@ -136,6 +138,9 @@ def load_checkpoint(path: str | Path, states: list[TrainState], seeds: list[int]
         else:
             state.generator.manual_seed(reseeded(seed, state.epoch))
         state.history = [float(v) for v in fold["history"]]
+        state.log = [
+            {k: float(v) for k, v in entry.items()} for entry in fold.get("log", [])
+        ]  # none before they were kept
 
 
 def checkpoint_epoch(path: str | Path) -> int | None:

@@ -38,20 +38,39 @@ def evaluate(
 @torch.no_grad()
 def evaluate_ensemble(members: Sequence[Member], split: Split, *, flip: bool = False, shift: bool = False) -> float:
     """Top-1 accuracy on ``split`` of the members' averaged softmax (the k-fold models' test accuracy)."""
+    return measure_ensemble(members, split, flip=flip, shift=shift)[0]
+
+
+@torch.no_grad()
+def measure_ensemble(
+    members: Sequence[Member], split: Split, *, flip: bool = False, shift: bool = False
+) -> tuple[float, float]:
+    """Top-1 accuracy and cross-entropy loss on ``split`` of the members' softmax averaged over
+    members and views ((0.0, 0.0) for an empty split)."""
     if len(split) == 0:
-        return 0.0
+        return 0.0, 0.0
     device = split.images.device
     correct = torch.zeros((), device=device, dtype=torch.int64)
+    loss = torch.zeros((), device=device)
     for model, _, _ in members:
         model.eval()
     batch = eval_batch(max(getattr(model, "image_size", 32) for model, _, _ in members))
     for start in range(0, len(split), batch):
+        labels = split.labels[start : start + batch]
         scores = sum(
             _scores(model, split.images[start : start + batch], mean, std, flip, shift) for model, mean, std in members
         )
         assert isinstance(scores, torch.Tensor)
-        correct += (scores.argmax(1) == split.labels[start : start + batch]).sum()
-    return float(correct) / len(split)
+        correct += (scores.argmax(1) == labels).sum()
+        loss += prediction_loss(scores, labels)
+    return float(correct) / len(split), float(loss) / len(split)
+
+
+def prediction_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The summed cross-entropy of predictions given as summed softmax scores (over members and
+    views: normalised here into probabilities)."""
+    probabilities = scores / scores.sum(1, keepdim=True)
+    return -probabilities.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().sum()
 
 
 def eval_batch(image_size: int) -> int:

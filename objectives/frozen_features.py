@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from objectives.checkpoint import TrainState
-from objectives.evaluate import eval_batch, prepare, view, view_names
+from objectives.evaluate import eval_batch, prediction_loss, prepare, view, view_names
 from objectives.files import save_atomically
 from objectives.model import ARCHITECTURES, resize
 from objectives.optimization import run_epoch
@@ -123,15 +123,25 @@ def feature_accuracy(
 ) -> float:
     """Top-1 accuracy on ``split`` of the members' softmax averaged over the evaluation views (as
     objectives.evaluate.evaluate_ensemble, on cached features)."""
+    return feature_measures(members, split, flip=flip, shift=shift)[0]
+
+
+@torch.no_grad()
+def feature_measures(
+    members: Sequence[tuple[nn.Module, FrozenFeatures]], split: Split, *, flip: bool, shift: bool
+) -> tuple[float, float]:
+    """Top-1 accuracy and cross-entropy loss on ``split`` (as objectives.evaluate.measure_ensemble, on
+    cached features)."""
     if len(split) == 0:
-        return 0.0
+        return 0.0, 0.0
     scores = torch.zeros((), device=split.labels.device)
     for model, features in members:
         head = ARCHITECTURES[features.objective].classifier(model)
         head.eval()
         for name in view_names(flip, shift):
             scores = scores + head(features.of(split, name)).float().softmax(1)
-    return float((scores.argmax(1) == split.labels).sum()) / len(split)
+    accuracy = float((scores.argmax(1) == split.labels).sum()) / len(split)
+    return accuracy, float(prediction_loss(scores, split.labels)) / len(split)
 
 
 def _file_digest(path: Path) -> str:

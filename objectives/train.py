@@ -24,10 +24,11 @@ from objectives.allocator import keep_freed_memory
 from objectives.augment import augment
 from objectives.checkpoint import TrainState, load_checkpoint, mean_history, save_checkpoint
 from objectives.config import KFOLD_RESULT, TrainingConfig
+from objectives.curves import EpochMetrics, fold_log, mean_curve
 from objectives.data import Dataset, Split
-from objectives.evaluate import evaluate_ensemble, prepare
+from objectives.evaluate import measure_ensemble, prepare
 from objectives.files import save_atomically
-from objectives.frozen_features import FrozenFeatures, feature_accuracy, head_only
+from objectives.frozen_features import FrozenFeatures, feature_measures, head_only
 from objectives.init import input_scaling, load_initial_weights
 from objectives.model import ARCHITECTURES, build_model
 from objectives.optimization import initial_state, run_epoch
@@ -76,7 +77,7 @@ def train(
     report: ReportFn | None = None,
     checkpoint_path: str | Path | None = None,
     resume_from: str | Path | None = None,
-    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_epoch: Callable[[list[EpochMetrics]], None] | None = None,
     init_weights: str | Path | None = None,
     weights_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
@@ -89,7 +90,8 @@ def train(
     ``checkpoint_path``: save the full training state there after every epoch.
     ``resume_from``: continue from such a checkpoint (its epoch count is kept).
     ``weights_path``: save the final weights there (a state_dict, on CPU).
-    ``on_epoch(epoch, loss, val_accuracy)``: progress hook, called before ``report``.
+    ``on_epoch(curve)``: progress hook, called before ``report`` with every epoch's metrics so far
+    (objectives.curves; a resumed run's include those before the resume).
     ``cache_dir``: where a head-only run keeps its frozen backbone's features (objectives.frozen_features);
     ``reuse_features=False`` runs it through the whole model every epoch instead (benchmarks/frozen_features.py).
     """
@@ -120,16 +122,19 @@ def train(
     for epoch in range(states[0].epoch + 1, epochs + 1):  # the folds in lockstep, epoch by epoch
         tick = time.perf_counter()
         losses = [_train_epoch(state, fold, hp, cached) for state, fold, cached in members]
-        train_seconds += time.perf_counter() - tick
+        seconds = time.perf_counter() - tick
+        train_seconds += seconds
         images_seen += sum(len(fold.train) for fold in data.folds)
-        for member in members:
-            accuracy = _accuracy([member], member[1].val, flip=flip, shift=False)
-            member[0].epoch, member[0].history = epoch, [*member[0].history, accuracy]
+        for member, fold_loss in zip(members, losses, strict=True):
+            state, fold = member[0], member[1]
+            accuracy, val_loss = _measure([member], fold.val, flip=flip, shift=False)
+            state.epoch, state.history = epoch, [*state.history, accuracy]
+            state.log = [*state.log, fold_log(fold_loss, val_loss, seconds, len(fold.train))]
         loss, val_accuracy = statistics.fmean(losses), mean_history(states)[-1]
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, states)
         if on_epoch is not None:
-            on_epoch(epoch, loss, val_accuracy)
+            on_epoch(mean_curve([state.log for state in states], [state.history for state in states]))
         if report is not None:
             report(epoch, val_accuracy)
     if weights_path is not None and len(states) == 1:  # k-fold keeps K models: its shipped model is the refit
@@ -153,12 +158,17 @@ def _scaled_for(data: Dataset, config: TrainingConfig) -> Dataset:
 
 
 def _accuracy(members: list[Member], split: Split, *, flip: bool, shift: bool) -> float:
-    """The members' ensemble accuracy on ``split``: on their cached features when they have them."""
+    """The members' ensemble accuracy on ``split``."""
+    return _measure(members, split, flip=flip, shift=shift)[0]
+
+
+def _measure(members: list[Member], split: Split, *, flip: bool, shift: bool) -> tuple[float, float]:
+    """The members' ensemble accuracy and loss on ``split``: on their cached features when they have them."""
     if members[0][2] is not None:
-        return feature_accuracy(
+        return feature_measures(
             [(state.model, cached) for state, _, cached in members if cached], split, flip=flip, shift=shift
         )
-    return evaluate_ensemble(
+    return measure_ensemble(
         [(state.model, fold.mean, fold.std) for state, fold, _ in members], split, flip=flip, shift=shift
     )
 

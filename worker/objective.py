@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+from objectives.curves import EpochMetrics, recorded
 from service.artifacts import weights_file
 from service.db.database import Database
 from service.optuna.resilient import ResilientRDBStorage
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from objectives.checkpoint import Resumable
 
 log = logging.getLogger("hpo.worker")
+EPOCHS_ATTR = "epochs"  # the trial's learning curve: a list per figure of objectives.curves.EpochMetrics
 
 
 # objectives/ brings torch (about 300 MB per process), so it is imported when a trial first trains:
@@ -90,7 +92,11 @@ class TrialObjective:
         weights = weights_file(self.checkpoint_dir, trial.number)
         resumable = find_resumable(checkpoint) if root is not None else None
         resume_epoch = resumable.epoch if resumable else None
-        attrs: dict[str, Any] = {"config": config.model_dump(mode="json"), "checkpoint": str(checkpoint)}
+        attrs: dict[str, Any] = {
+            "config": config.model_dump(mode="json"),
+            "checkpoint": str(checkpoint),
+            "device": self._device_type(),  # compute time per device kind (service/reports)
+        }
         if resume_epoch is not None:
             attrs["resumed_from_epoch"] = resume_epoch
         notes = [resumable.note] if resumable and resumable.note is not None else []  # the latest was unusable
@@ -138,15 +144,7 @@ class TrialObjective:
             checkpoint_path=checkpoint,
             resume_from=resumable.path if resumable else None,
             cache_dir=self.cache_dir,
-            on_epoch=lambda e, loss, acc: log.info(
-                "trial %s epoch %s/%s loss %.4f val_accuracy %.4f",
-                trial.number,
-                e,
-                config.epochs,
-                loss,
-                acc,
-                extra=progress_extra("epoch", self.spec.name, trial.number, e, config.epochs, acc),
-            ),
+            on_epoch=self._recorder(trial, config.epochs),
         )
         # val/test accuracy, epochs, seconds, ...: committed together with the COMPLETE state
         finished: dict[str, Any] = {"metrics": result.as_dict()}
@@ -179,6 +177,25 @@ class TrialObjective:
             from objectives.checkpoint import remove_checkpoints
 
             remove_checkpoints(self.checkpoint)
+
+    def _recorder(self, trial: optuna.Trial, epochs: int) -> Callable[[list[EpochMetrics]], None]:
+        """Log each epoch, and record the curve so far with the epoch's report (one transaction)."""
+
+        def record(curve: list[EpochMetrics]) -> None:
+            last = curve[-1]
+            log.info(
+                "trial %s epoch %s/%s loss %.4f val_loss %.4f val_accuracy %.4f",
+                trial.number,
+                last.epoch,
+                epochs,
+                last.train_loss,
+                last.val_loss,
+                last.val_accuracy,
+                extra=progress_extra("epoch", self.spec.name, trial.number, last.epoch, epochs, last.val_accuracy),
+            )
+            self.storage.set_user_attrs_on_report(trial_id(trial), {EPOCHS_ATTR: recorded(curve)})
+
+        return record
 
     def _reporter(self, trial: optuna.Trial) -> Callable[[int, float], None]:
         def report(epoch: int, val_accuracy: float) -> None:

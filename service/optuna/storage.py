@@ -82,6 +82,9 @@ class TunedRDBStorage(RDBStorage):
         self._stale_checked_at: dict[int, float] = {}  # study id -> time.monotonic() of the last look
         self._attrs_on_finish: dict[int, dict[str, Any]] = {}  # trial id -> user attributes to write then
         self._notes_on_finish: dict[int, tuple[int, dict[str, Any]]] = {}  # trial id -> (study id, note attributes)
+        self._attrs_on_report: dict[
+            int, dict[str, Any]
+        ] = {}  # trial id -> user attributes to write with its next report
         self._beatless_since: dict[int, dict[int, float]] = {}  # study id -> {beatless trial id: first seen}
 
     def check_schema_version(self) -> None:
@@ -102,6 +105,32 @@ class TunedRDBStorage(RDBStorage):
     def set_user_attrs_on_finish(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
         """Write these user attributes in the same transaction that finishes the trial."""
         self._attrs_on_finish.setdefault(trial_id, {}).update(attrs)
+
+    def set_user_attrs_on_report(self, trial_id: int, attrs: Mapping[str, Any]) -> None:
+        """Write these user attributes in the transaction of the trial's next intermediate value
+        (an epoch's curve goes with its report: no transaction of its own)."""
+        self._attrs_on_report.setdefault(trial_id, {}).update(attrs)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        """Optuna's report of an epoch, carrying the attributes set with ``set_user_attrs_on_report``."""
+        attrs = self._attrs_on_report.pop(trial_id, None)
+        if not attrs:
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+            return
+        # Optuna's write below joins this transaction (see set_trial_state_values). The trial is checked
+        # and locked first: Optuna's refusal of a finished trial reads it back in the same session and
+        # commits, which would commit the attributes too.
+        session = self.scoped_session()
+        try:
+            if trial_is_running(session, trial_id):
+                upsert_user_attrs(session, trial_id, attrs)
+            else:
+                session.rollback()
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        except BaseException:
+            session.rollback()
+            self._attrs_on_report[trial_id] = {**attrs, **self._attrs_on_report.get(trial_id, {})}  # for a retry
+            raise
 
     def set_note_on_finish(self, study_id: int, trial_id: int, body: str) -> None:
         """Write the trial's optuna-dashboard note (Markdown) in the transaction that finishes it.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
 from objectives.checkpoint import checkpoint_epoch
+from objectives.curves import EpochMetrics
 from objectives.data import Split
 from objectives.evaluate import _shifted, evaluate
 from objectives.model import build_cnn
@@ -28,7 +31,8 @@ def test_model_learns_well_above_chance(small_data):
 
 
 def test_resumed_run_ends_identical_to_uninterrupted(tiny_data, tmp_path):
-    full = train(tiny_data, training_config(FAST, epochs=3, seed=7))
+    curves: dict[str, list[EpochMetrics]] = {}
+    full = train(tiny_data, training_config(FAST, epochs=3, seed=7), on_epoch=lambda c: curves.update(full=c))
     ckpt = tmp_path / "state.pt"
     with pytest.raises(StopTraining):
         train(tiny_data, training_config(FAST, epochs=3, seed=7), checkpoint_path=ckpt, report=stop_after_first_epoch)
@@ -39,8 +43,21 @@ def test_resumed_run_ends_identical_to_uninterrupted(tiny_data, tmp_path):
         training_config(FAST, epochs=3, seed=7),
         resume_from=ckpt,
         report=lambda epoch, _acc: resumed_epochs.append(epoch),
+        on_epoch=lambda c: curves.update(resumed=c),
     )
     assert resumed_epochs == [2, 3]  # epoch 1 is not run again
+    # the learning curve: every epoch's losses and accuracy, those before the resume from the checkpoint
+    assert [point.epoch for point in curves["resumed"]] == [1, 2, 3]
+    different = ("seconds", "images_per_second")  # the figures of a run's own clock
+    for whole, resumed_point in zip(curves["full"], curves["resumed"], strict=True):
+        assert {k: v for k, v in asdict(whole).items() if k not in different} == {
+            k: v for k, v in asdict(resumed_point).items() if k not in different
+        }
+    last = curves["full"][-1]
+    assert (
+        last.train_loss == full.loss and last.val_accuracy == full.val_accuracy
+    )  # the flip-only view, as epochs measure
+    assert 0 < last.val_loss < 5 and last.seconds > 0 and last.images_per_second > 0
     assert resumed.epochs == 3
     assert resumed.val_accuracy == full.val_accuracy
     assert resumed.test_accuracy == full.test_accuracy

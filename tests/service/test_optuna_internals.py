@@ -10,9 +10,11 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy import create_engine, select, text
@@ -134,6 +136,33 @@ def test_attributes_on_finish_are_dropped_when_someone_else_finished_the_trial(r
         storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5])
     trial = storage.get_trial(trial_id)
     assert trial.state == TrialState.FAIL and trial.user_attrs == {}
+
+
+def test_attributes_set_on_report_commit_with_the_epoch_s_value_and_never_on_a_finished_trial(running: Setup, db_url):
+    storage, trial_id = running[0].storage, running[1]
+    commits = _count_commits(storage)
+    storage.set_user_attrs_on_report(trial_id, {"epochs": {"epoch": [1]}})
+    assert storage.get_trial(trial_id).user_attrs == {}  # held until the report
+    before = len(commits)
+    storage.set_trial_intermediate_value(trial_id, 1, 0.3)
+    assert len(commits) == before + 1  # the curve rides on the report's transaction
+    trial = storage.get_trial(trial_id)
+    assert trial.intermediate_values == {1: 0.3} and trial.user_attrs == {"epochs": {"epoch": [1]}}
+
+    other = optuna.storages.RDBStorage(db_url, skip_table_creation=True)  # e.g. a sweeper failing it as stale
+    other.set_trial_state_values(trial_id, TrialState.FAIL)
+    other.engine.dispose()
+    storage.set_user_attrs_on_report(trial_id, {"epochs": {"epoch": [1, 2]}})
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_intermediate_value(trial_id, 2, 0.4)
+    assert storage.get_trial(trial_id).user_attrs == {"epochs": {"epoch": [1]}}
+
+
+def _count_commits(storage: Any) -> list[int]:
+    """A list that grows by one at each commit on the storage's engine."""
+    commits: list[int] = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda _connection: commits.append(1))
+    return commits
 
 
 def test_several_user_attributes_in_one_call_overwrite_earlier_values(running: Setup):

@@ -148,8 +148,8 @@ def dies_after_saving(epoch: int) -> Callable[..., Any]:
     def train_fn(data: Any, config: Any, **kwargs: Any) -> Any:
         from objectives.train import train
 
-        def on_epoch(done: int, _loss: float, _accuracy: float) -> None:  # called after the save, before report
-            if done == epoch:
+        def on_epoch(curve: list[Any]) -> None:  # called after the save, before report
+            if curve[-1].epoch == epoch:
                 raise Killed(f"after the checkpoint of epoch {epoch}")
 
         return train(data, config, **{**kwargs, "on_epoch": on_epoch})

@@ -46,6 +46,10 @@ def test_a_retry_reports_the_epoch_its_checkpoint_holds_and_the_killed_trial_nev
     assert retry.state == TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] == 2
     assert sorted(retry.intermediate_values) == [1, 2, 3]  # epoch 2 came from the checkpoint's history
+    curve = retry.user_attrs["epochs"]  # the learning curve, those before the resume from the checkpoint too
+    assert curve["epoch"] == [1, 2, 3]
+    assert curve["val_accuracy"] == [round(v, 5) for _, v in sorted(retry.intermediate_values.items())]
+    assert all(loss > 0 for loss in curve["train_loss"] + curve["val_loss"]) and all(curve["images_per_second"])
 
 
 def test_a_trial_checkpointed_on_a_gpu_resumes_on_a_cpu_worker_and_says_it_reseeded(db):
