@@ -6,7 +6,7 @@ to ``MAX_POINTS`` epochs) for the dashboard and the report."""
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 MAX_POINTS = 200  # epochs kept in a trial's recorded curve: longer runs keep an even sample and the last
 SIGNIFICANT = 5  # digits kept of each figure
@@ -61,9 +61,11 @@ def recorded(curve: list[EpochMetrics]) -> dict[str, list[float]]:
     if len(curve) > MAX_POINTS:
         step = (len(curve) - 1) / (MAX_POINTS - 1)
         kept = [curve[round(i * step)] for i in range(MAX_POINTS)]
-    rows = [asdict(point) for point in kept]
-    return {name: [_rounded(row[name]) for row in rows] for name in FIELDS}
+    return {name: [_rounded(getattr(point, name)) for point in kept] for name in FIELDS}
 
 
 def _rounded(value: float) -> float:
-    return value if isinstance(value, int) else float(f"{value:.{SIGNIFICANT}g}")
+    return value if isinstance(value, int) else float(format(value, _FORMAT))
+
+
+_FORMAT = f".{SIGNIFICANT}g"

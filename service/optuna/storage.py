@@ -16,7 +16,9 @@ and those tests, nothing else. What is used, and why:
   counts that budgets and progress are derived from (tables.py).
 - ``RDBStorage._version_manager`` (``get_current_version``, ``get_head_version``): the schema
   check, done here on one connection (Optuna's holds a transaction open while it opens a second).
-- ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials.
+- ``RDBStorage._get_stale_trial_ids``, what ``fail_stale_trials`` asks for stale trials, and
+  ``RDBStorage._set_trial_intermediate_value_without_commit``, Optuna's report of an epoch, to
+  write the epoch's learning curve in its transaction (``set_user_attrs_on_report``).
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
   the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``;
   ``RDBStorage._create_new_trial`` (the creation without our retry) (trials.py).
@@ -112,24 +114,20 @@ class TunedRDBStorage(RDBStorage):
         self._attrs_on_report.setdefault(trial_id, {}).update(attrs)
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        """Optuna's report of an epoch, carrying the attributes set with ``set_user_attrs_on_report``."""
+        """Optuna's report of an epoch, carrying the attributes set with ``set_user_attrs_on_report``:
+        Optuna's own write first (it refuses a finished trial before anything is written), then the
+        attributes, one commit."""
         attrs = self._attrs_on_report.pop(trial_id, None)
         if not attrs:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
             return
-        # Optuna's write below joins this transaction (see set_trial_state_values). The trial is checked
-        # and locked first: Optuna's refusal of a finished trial reads it back in the same session and
-        # commits, which would commit the attributes too.
-        session = self.scoped_session()
         try:
-            if trial_is_running(session, trial_id):
+            with _create_scoped_session(self.scoped_session, True) as session:
+                self._set_trial_intermediate_value_without_commit(session, trial_id, step, intermediate_value)
                 upsert_user_attrs(session, trial_id, attrs)
-            else:
-                session.rollback()
-            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
-        except BaseException:
-            session.rollback()
-            self._attrs_on_report[trial_id] = {**attrs, **self._attrs_on_report.get(trial_id, {})}  # for a retry
+        except BaseException as exc:
+            if not isinstance(exc, optuna.exceptions.UpdateFinishedTrialError):  # for a retry of this call
+                self._attrs_on_report[trial_id] = {**attrs, **self._attrs_on_report.get(trial_id, {})}
             raise
 
     def set_note_on_finish(self, study_id: int, trial_id: int, body: str) -> None:
