@@ -12,12 +12,12 @@ from cli.errors import CliError, describe_errors
 from service.settings import get_settings
 
 
-def download(path: str, target: Path) -> None:
-    """Stream GET ``path`` into ``target`` (written whole or not at all)."""
+def download(path: str, target: Path, params: dict[str, str] | None = None) -> None:
+    """Stream GET ``path`` (with query ``params``) into ``target`` (written whole or not at all)."""
     partial = target.with_name(f".{target.name}.part")
     with client() as api:
         try:
-            with api.stream("GET", path) as response:
+            with api.stream("GET", path, params=params) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise CliError(f"GET {path} answered {response.status_code}: {explain(response)}")

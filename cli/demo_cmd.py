@@ -46,6 +46,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--config-out", type=Path, default=Path("demo-best.json"), help="where to write the best config"
     )
+    parser.add_argument(
+        "--report-out", type=Path, default=Path("demo-report.html"), help="where to write the study's report"
+    )
     parser.set_defaults(run=run)
 
 
@@ -95,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
             if finished or not bars:
                 _print_progress(api.get(f"/studies/{name}").json(), time.monotonic() - started)
         best = api.get(f"/studies/{name}/best")
+        report = api.get(f"/studies/{name}/report")
     server.should_exit = True
     if best.status_code != 200:
         raise CliError(f"GET /studies/{name}/best answered {best.status_code}: {best.text}")
     result = best.json()
     args.config_out.write_text(json.dumps(result["config"], indent=2) + "\n")
     print(f"\nGET /studies/{name}/best:\n{json.dumps(result, indent=2)}")
+    if report.status_code == 200:
+        args.report_out.write_text(report.text)
+        print(f"\nthe study's report (GET /studies/{name}/report) written to {args.report_out}: open it in a browser")
     threads = result["metrics"].get("threads", 1)
     print(
         f"\nbest config written to {args.config_out}; reproduce it with:\n"

@@ -1,4 +1,4 @@
-"""``hpo study create FILE | list | show | trials | best | export | pause | resume | stop | delete``:
+"""``hpo study create FILE | list | show | trials | best | export | report | compare | pause | resume | stop | delete``:
 the API for people.
 
 Reads HPO_API_URL and HPO_API_TOKEN. Tables for people by default, ``--json`` for scripts.
@@ -47,6 +47,12 @@ def add_parser(subparsers: Any) -> None:
     export.add_argument("name")
     export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     export.add_argument("-o", "--output", type=Path, required=True, help="the file to write (whole or not at all)")
+    report = _command(commands, "report", run_report, "the study's report: a self-contained HTML page")
+    report.add_argument("name")
+    report.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    compare = _command(commands, "compare", run_compare, "2 to 8 studies side by side: a self-contained HTML page")
+    compare.add_argument("names", nargs="+", metavar="NAME")
+    compare.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
     for action in STATUS_ACTIONS:
         _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
     _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
@@ -101,6 +107,20 @@ def run_export(args: argparse.Namespace) -> int:
     download(f"/studies/{args.name}/trials.{args.format}", args.output)
     answer = {"exported": args.name, "format": args.format, "file": str(args.output)}
     return _print(args, answer, lambda console: console.print(f"wrote {args.output} ({args.format})"))
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """GET /studies/{name}/report into a file."""
+    download(f"/studies/{args.name}/report", args.output)
+    answer = {"report": args.name, "file": str(args.output)}
+    return _print(args, answer, lambda console: console.print(f"wrote {args.output}: open it in a browser"))
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """GET /report?studies=A,B,... into a file."""
+    download("/report", args.output, params={"studies": ",".join(args.names)})
+    answer = {"compared": args.names, "file": str(args.output)}
+    return _print(args, answer, lambda console: console.print(f"wrote {args.output}: open it in a browser"))
 
 
 def run_status_change(args: argparse.Namespace) -> int:

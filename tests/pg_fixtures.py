@@ -4,6 +4,7 @@ HPO_TEST_PG_URL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -58,15 +59,31 @@ def pg_url(pg_admin: Engine, pg_template: str, monkeypatch: pytest.MonkeyPatch) 
     """A fresh, migrated PostgreSQL database for one test; HPO_DATABASE_URL points at it."""
     from service.settings import get_settings
 
+    with fresh_pg_database(pg_admin, pg_template) as url:
+        monkeypatch.setenv("HPO_DATABASE_URL", url)
+        get_settings.cache_clear()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_admin: Engine, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database that a module's tests share (for a live server
+    whose set-up several tests read; HPO_DATABASE_URL is left alone)."""
+    with fresh_pg_database(pg_admin, pg_template) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_pg_database(pg_admin: Engine, pg_template: str) -> Iterator[str]:
+    """A database cloned from the migrated template, dropped at the end; yields its URL."""
     name = f"hpo_test_{uuid.uuid4().hex[:12]}"
     with pg_admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    url = _database_url(pg_admin, name)
-    monkeypatch.setenv("HPO_DATABASE_URL", url)
-    get_settings.cache_clear()
-    yield url
-    with pg_admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield _database_url(pg_admin, name)
+    finally:
+        with pg_admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

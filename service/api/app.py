@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, status
 from fastapi.responses import JSONResponse
@@ -18,11 +18,13 @@ from service.api.deps import DatabaseDep
 from service.api.errors import add_error_handlers
 from service.api.routes_catalogue import router as catalogue_router
 from service.api.routes_export import router as export_router
+from service.api.routes_reports import router as reports_router
 from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
 from service.db.database import Database
 from service.db.migrate import migrate_from_settings
 from service.db.retry import call_with_retry
+from service.reports.dashboard_plots import DashboardPlots
 from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import get_settings
 from service.studies.cleanup import finish_interrupted, remove_orphans
@@ -39,6 +41,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = app.state.database = Database.from_settings(settings, role="api")
     app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
     app.state.specs = SpecCache()  # specs for GET /studies, decoded once
+    plots = DashboardPlots()  # the learning curves in optuna-dashboard, redrawn by the sweep
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     await asyncio.to_thread(call_with_retry, lambda: database.storage)  # built now, before requests share the pool
     # What start-up built lives as long as the process: out of the collector's way, a full
@@ -46,7 +49,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Collect first: garbage frozen is never freed, and garbage can hold a pooled connection.
     gc.collect()
     gc.freeze()
-    sweeper = asyncio.create_task(_sweep_forever(database, app.state.tallies, settings.stale_check_interval))
+    sweeps = _sweeps(database, app.state.tallies, app.state.specs, plots)
+    sweeper = asyncio.create_task(_sweep_forever(sweeps, settings.stale_check_interval))
     try:
         yield
     finally:
@@ -65,16 +69,24 @@ def save_tallies(database: Database, tallies: StudyTallies) -> int:
         return tallies.save(session)
 
 
-async def _sweep_forever(database: Database, tallies: StudyTallies, interval: float) -> None:
-    """Fail and re-queue heartbeat-stale trials even when no worker is starting trials, finish
-    off studies a POST or DELETE left half-done, and save the tallies' snapshots."""
+def _sweeps(
+    database: Database, tallies: StudyTallies, specs: SpecCache, plots: DashboardPlots
+) -> dict[str, Callable[[], object]]:
+    """What the API does every few seconds: fail and re-queue heartbeat-stale trials even when no
+    worker is starting trials, finish off studies a POST or DELETE left half-done, save the tallies'
+    snapshots, and redraw the dashboard's learning curves of studies with new complete trials."""
     artifact_root = get_settings().artifact_dir
-    sweeps = {
+    return {
         "stale trial sweep": lambda: sweep_stale_trials(database),
         "interrupted create/delete sweep": lambda: finish_interrupted(database, artifact_root),
         "orphan sweep": lambda: remove_orphans(database, artifact_root),
         "tally snapshot": lambda: save_tallies(database, tallies),
+        "dashboard plots": lambda: plots.refresh(database, tallies, specs),
     }
+
+
+async def _sweep_forever(sweeps: dict[str, Callable[[], object]], interval: float) -> None:
+    """Run each sweep, every ``interval`` seconds."""
     while True:
         for name, sweep in sweeps.items():
             try:
@@ -96,6 +108,7 @@ def create_app() -> FastAPI:
     app.include_router(export_router)
     app.include_router(studies_router)
     app.include_router(catalogue_router)
+    app.include_router(reports_router)
     app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)  # 413 before parsing
 

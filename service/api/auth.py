@@ -16,6 +16,7 @@ import secrets
 from service.settings import Settings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOGIN_REALM = 'Basic realm="hpo dashboard", charset="UTF-8"'  # a browser's 401 challenge: it asks for the token
 
 
 class Role(enum.Enum):

@@ -17,12 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.auth import may, role_of
+from service.api.auth import LOGIN_REALM, may, role_of
 from service.settings import get_settings
 
 DASHBOARD_PREFIXES = ("/dashboard", "/api/", "/static/", "/csv/")
 DASHBOARD_FILES = ("/favicon.ico",)
-LOGIN_REALM = 'Basic realm="hpo dashboard", charset="UTF-8"'
 
 
 def is_dashboard_path(path: str) -> bool:

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from optuna.storages import RDBStorage
 from sqlalchemy.orm import Session
 
-from service.api.auth import Role, may, role_of
+from service.api.auth import LOGIN_REALM, Role, may, role_of
 from service.db.database import Database
 from service.settings import Settings, get_settings
 from service.studies.read import SpecCache
@@ -69,12 +69,26 @@ def authorize(
 ) -> Role:
     """The request's role: 401 without a valid token (when HPO_API_TOKEN is set), 403 for a
     viewer's write. (``_credentials`` only documents the scheme in the OpenAPI schema.)"""
+    return _role(request, settings, challenge="Bearer")
+
+
+def authorize_page(
+    request: Request,
+    settings: SettingsDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Role:
+    """``authorize`` for the pages a browser opens (the reports): its 401 asks the browser to log
+    in, the token as the password, as the dashboard's does."""
+    return _role(request, settings, challenge=LOGIN_REALM)
+
+
+def _role(request: Request, settings: Settings, challenge: str) -> Role:
     role = role_of(settings, request.headers.get("authorization"))
     if role is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail="missing or wrong bearer token (send 'Authorization: Bearer <HPO_API_TOKEN>')",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": challenge},
         )
     if not may(role, request.method):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the viewer token may only read")

@@ -28,6 +28,15 @@ def trials_page(connection: Connection, study_id: int, offset: int, limit: int) 
     return _with_children(connection, rows)
 
 
+def trials_by_ids(connection: Connection, trial_ids: list[int], *, params_only: bool = False) -> list[FrozenTrial]:
+    """The trials with these ids, by number (those gone are left out). ``params_only``: with their
+    parameters and values but no attributes or intermediate values (a sample for statistics)."""
+    if not trial_ids:
+        return []
+    rows = list(connection.execute(_SOME, {"ids": trial_ids}))
+    return _with_children(connection, rows, _PARAMS_AND_VALUES if params_only else _CHILD_TABLES)
+
+
 def trial_by_id(connection: Connection, trial_id: int) -> FrozenTrial | None:
     """The trial with this id (None if it is gone)."""
     found = _with_children(connection, list(connection.execute(_ONE, {"trial_id": trial_id})))
@@ -46,6 +55,7 @@ _PAGE = (
     .limit(bindparam("limit"))
 )
 _ONE = select(*_COLUMNS).where(_TRIAL.trial_id == bindparam("trial_id"))
+_SOME = select(*_COLUMNS).where(_TRIAL.trial_id.in_(bindparam("ids", expanding=True))).order_by(_TRIAL.number)
 _CHILD_TABLES = (
     models.TrialValueModel,
     models.TrialIntermediateValueModel,
@@ -53,18 +63,20 @@ _CHILD_TABLES = (
     models.TrialUserAttributeModel,
     models.TrialSystemAttributeModel,
 )
+_PARAMS_AND_VALUES = (models.TrialValueModel, models.TrialParamModel)
 _CHILDREN_OF = {  # each child table's rows of the trials ``ids``
     table: select(table.__table__).where(table.trial_id.in_(bindparam("ids", expanding=True)))
     for table in _CHILD_TABLES
 }
 
 
-def _with_children(connection: Connection, rows: list[Any]) -> list[FrozenTrial]:
-    """The trials of these rows of the trials table, with what their child tables hold."""
+def _with_children(connection: Connection, rows: list[Any], tables: tuple[Any, ...] = ()) -> list[FrozenTrial]:
+    """The trials of these rows of the trials table, with what their child ``tables`` hold (all by default)."""
     ids = [row.trial_id for row in rows]
     if not ids:
         return []
-    children = {table: _children(connection, statement, ids) for table, statement in _CHILDREN_OF.items()}
+    children: dict[Any, Children] = defaultdict(lambda: defaultdict(list))
+    children |= {table: _children(connection, _CHILDREN_OF[table], ids) for table in tables or _CHILD_TABLES}
     return [_frozen(row, children) for row in rows]
 
 

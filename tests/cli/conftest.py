@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -44,17 +46,33 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
 
 @pytest.fixture
 def live_api(pg_url, tmp_path) -> Iterator[LiveApi]:
+    """`hpo serve` on a fresh database, for one test."""
+    with running_api(pg_url, tmp_path / "artifacts") as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def module_api(module_pg_url, tmp_path_factory) -> Iterator[LiveApi]:
+    """`hpo serve` on a fresh database, shared by a module's tests."""
+    with running_api(module_pg_url, tmp_path_factory.mktemp("artifacts")) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def running_api(database_url: str, artifact_dir: Path) -> Iterator[LiveApi]:
+    """`hpo serve` on ``database_url`` with the admin and viewer tokens, until the block ends."""
     port = free_port()
     env = {
         **os.environ,
-        "HPO_DATABASE_URL": pg_url,
+        "HPO_DATABASE_URL": database_url,
         "HPO_DATA_DIR": str(DATA_ROOT),
         "HPO_API_TOKEN": TOKEN,
         "HPO_VIEWER_TOKEN": VIEWER_TOKEN,
         "HPO_API_URL": f"http://127.0.0.1:{port}",
-        "HPO_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+        "HPO_ARTIFACT_DIR": str(artifact_dir),
         "HPO_HEARTBEAT_INTERVAL": "1",
         "HPO_HEARTBEAT_GRACE": "4",
+        "HPO_STALE_CHECK_INTERVAL": "2",  # the API's sweeps, the dashboard's learning curves among them
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],

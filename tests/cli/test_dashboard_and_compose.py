@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from cli.local_api import free_port
+from tests import browser
 from tests.cli.conftest import TOKEN, VIEWER_TOKEN, wait_until_up
 from tests.conftest import REPO, make_spec
 
@@ -31,30 +33,32 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture
-def finished_study(live_api):
-    """A 3-trial study that a real worker completed, one trial pruned by a median pruner."""
-    spec = make_spec("dash-study", max_trials=3, epochs=2, pruner={"name": "median", "n_startup_trials": 1})
-    headers = {"Authorization": f"Bearer {live_api.env['HPO_API_TOKEN']}"}
-    assert httpx.post(f"{live_api.url}/studies", json=spec, headers=headers).status_code == 201
+@pytest.fixture(scope="module")
+def finished_study(module_api):
+    """Two studies that a real worker completed: ``dash-study`` (3 trials, one pruned by a median
+    pruner) and its smaller twin ``dash-twin`` (2 trials), for the dashboard, the report and the comparison."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for name, trials in (("dash-study", 3), ("dash-twin", 2)):
+        spec = make_spec(name, max_trials=trials, epochs=2, pruner={"name": "median", "n_startup_trials": 1})
+        assert httpx.post(f"{module_api.url}/studies", json=spec, headers=headers).status_code == 201
     worker = subprocess.run(
         [sys.executable, "-m", "worker.cli", "--gpus", "cpu", "--burst", "--poll", "0.5"],
-        env=live_api.env,
+        env=module_api.env,
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    study = httpx.get(f"{live_api.url}/studies/dash-study", headers=headers).json()
+    study = httpx.get(f"{module_api.url}/studies/dash-study", headers=headers).json()
     return {**study, "worker_log": worker.stdout + worker.stderr}  # for assertion messages
 
 
 @pytest.fixture
-def dashboard(live_api, finished_study):
+def dashboard(module_api, finished_study):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dashboard", "--port", str(port)],
-        env=live_api.env,
+        env=module_api.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -68,8 +72,8 @@ def dashboard(live_api, finished_study):
 
 def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, finished_study):
     studies = httpx.get(f"{dashboard}/api/studies").json()["study_summaries"]
-    assert [s["study_name"] for s in studies] == ["dash-study"]
-    study_id = studies[0]["study_id"]
+    assert sorted(s["study_name"] for s in studies) == ["dash-study", "dash-twin"]
+    study_id = next(s["study_id"] for s in studies if s["study_name"] == "dash-study")
     detail = httpx.get(f"{dashboard}/api/studies/{study_id}").json()
     attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}
     assert "hpo_spec" in attrs  # the spec, mirrored for people browsing the dashboard
@@ -78,6 +82,17 @@ def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, fin
     assert all(values for _, values in curves.values()), (curves, finished_study["worker_log"][-4000:])
     assert finished_study["dashboard_url"].endswith(f"/dashboard/studies/{study_id}")
     assert detail.get("objective_names") == ["val_accuracy"] or detail.get("metric_names") == ["val_accuracy"]
+    # the learning curves of the best trials, drawn by the API's sweep (every 2 s here) as custom plots
+    deadline = time.monotonic() + 30
+    while not detail["plotly_graph_objects"] and time.monotonic() < deadline:
+        time.sleep(1)
+        detail = httpx.get(f"{dashboard}/api/studies/{study_id}").json()
+    plots = {p["id"]: json.loads(p["graph_object"]) for p in detail["plotly_graph_objects"]}
+    assert set(plots) == {"learning-curves", "losses"}
+    complete = sorted((t for t in detail["trials"] if t["state"] == "Complete"), key=lambda t: -t["values"][0])
+    assert [trace["name"] for trace in plots["learning-curves"]["data"]] == [
+        f"#{t['number']} complete" for t in complete
+    ]
     for trial in detail["trials"]:  # each complete trial's note: its metrics, config and `hpo train` line
         if trial["state"] == "Complete":
             note = trial["note"]["body"]
@@ -88,14 +103,15 @@ def test_dashboard_serves_the_study_with_spec_and_learning_curves(dashboard, fin
             assert searched and all(str(config["params"][name]) == value for name, value in searched.items())
 
 
-def test_a_browser_logs_in_to_the_api_s_dashboard_and_the_viewer_cannot_write(live_api, finished_study):
+def test_a_browser_logs_in_to_the_api_s_dashboard_and_the_viewer_cannot_write(module_api, finished_study):
     """optuna-dashboard served by the API under /dashboard, in Debian's chromium driven by Playwright."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (scripts/install_test_tools.sh): browser test not run")
     from playwright.sync_api import sync_playwright
 
-    page_url = f"{live_api.url}/dashboard/studies/1"
+    study_id = finished_study["dashboard_url"].rsplit("/", 1)[1]
+    page_url = f"{module_api.url}/dashboard/studies/{study_id}"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS[1:])
@@ -109,14 +125,40 @@ def test_a_browser_logs_in_to_the_api_s_dashboard_and_the_viewer_cannot_write(li
             page.wait_for_timeout(2_000)  # the learning curves
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert "Trial" in page.content() or "trial" in page.content()
-            deleted = page.evaluate("fetch('/api/studies/1', {method: 'DELETE'}).then(r => r.status)")
+            deleted = page.evaluate(f"fetch('/api/studies/{study_id}', {{method: 'DELETE'}}).then(r => r.status)")
             assert deleted == 403  # the viewer's write, refused ...
-            assert anonymous.request.get(f"{live_api.url}/healthz").status == 200
+            assert anonymous.request.get(f"{module_api.url}/healthz").status == 200
         finally:
             browser.close()
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    assert httpx.get(f"{live_api.url}/studies/dash-study", headers=headers).status_code == 200  # ... nothing deleted
+    assert httpx.get(f"{module_api.url}/studies/dash-study", headers=headers).status_code == 200  # ... nothing deleted
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_a_browser_draws_the_report_and_the_comparison_with_nothing_fetched_elsewhere(
+    module_api, finished_study, tmp_path
+):
+    """The viewer's browser loads the report and the comparison: every plot draws, no console error,
+    no request leaves the API; the screenshots are kept under the test's temporary folder."""
+    if browser.chromium() is None:
+        pytest.skip("Debian's chromium is not installed (scripts/install_test_tools.sh): browser test not run")
+    urls = {
+        "report": f"{module_api.url}/studies/dash-study/report",
+        "comparison": f"{module_api.url}/report?studies=dash-study,dash-twin",
+    }
+    visits = browser.visit(urls, VIEWER_TOKEN, tmp_path)
+    report, comparison = visits["report"], visits["comparison"]
+    for seen in visits.values():
+        assert seen.errors == []
+        assert all(url.startswith(module_api.url) for url in seen.requests), seen.requests
+    complete = finished_study["counts"][
+        "complete"
+    ]  # 3 trials, some perhaps pruned: importances need 8, the page says so
+    assert report.messages == [f"importances: Importances need at least 8 complete trials; this study has {complete}."]
+    assert set(report.drawn) == {"history", "cost-epochs", "cost-seconds", "parallel", "curves", "losses"}, report.drawn
+    assert set(comparison.drawn) == {"cost-epochs", "cost-seconds"} and comparison.messages == []
+    assert all(count > 0 for count in [*report.drawn.values(), *comparison.drawn.values()]), visits
+    assert (tmp_path / "report.png").stat().st_size > 20_000 and (tmp_path / "comparison.png").exists()
 
 
 @pytest.mark.parametrize("binary", ["docker-compose"])

@@ -69,6 +69,11 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
     missing = hpo(live_api, "study", "export", "nowhere", "--format", "jsonl", "-o", str(tmp_path / "x.jsonl"))
     assert missing.returncode == 2 and "no study named 'nowhere'" in missing.stderr
     assert not (tmp_path / "x.jsonl").exists()
+    reported = hpo(live_api, "study", "report", "cli-study", "-o", str(tmp_path / "report.html"))
+    assert reported.returncode == 0 and "open it in a browser" in reported.stdout, reported.stderr
+    assert "<h1>Study cli-study</h1>" in (tmp_path / "report.html").read_text()
+    twice = hpo(live_api, "study", "compare", "cli-study", "cli-study", "-o", str(tmp_path / "cmp.html"))
+    assert twice.returncode == 2 and "a study named twice" in twice.stderr and not (tmp_path / "cmp.html").exists()
 
     # the best model, downloaded; and `hpo train` of its config writes the same weights
     downloaded, retrained = tmp_path / "model.pt", tmp_path / "retrained.pt"

@@ -44,7 +44,7 @@ def test_token_required_when_set(secured):
 
 def test_the_viewer_reads_everything_and_writes_nothing(secured):
     reads = ("/studies", "/studies/cifar-search", "/studies/cifar-search/trials", "/studies/cifar-search/trials.csv")
-    for path in (*reads, "/studies/cifar-search/trials.jsonl", "/pretrained"):
+    for path in (*reads, "/studies/cifar-search/trials.jsonl", "/pretrained", "/studies/cifar-search/report"):
         assert secured.get(path, headers=bearer(VIEWER)).status_code == 200, path
     writes = [
         ("POST", "/studies", make_spec("by-viewer")),

@@ -8,53 +8,16 @@ import dataclasses
 import io
 import json
 
-import optuna
-from optuna.trial import TrialState
-
 from service.studies import export
 from service.studies.export import METRICS
 from tests.conftest import make_spec
-
-KFOLD_METRICS = {
-    "val_accuracy": 0.61,
-    "test_accuracy": 0.63,
-    "loss": 0.9,
-    "epochs": 2,
-    "seconds": 3.5,
-    "images_per_second": 812.0,
-    "device": "cpu",
-    "threads": 1,
-    "fold_val_accuracies": [0.6, 0.62],
-    "fold_test_accuracies": [0.61, 0.64],
-    "val_accuracy_std": 0.01,
-}
-
-
-def _study_with_every_state(db) -> optuna.Study:
-    """Trials 0-4: complete (k-fold metrics), pruned, failed, running, complete (holdout metrics)."""
-    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
-    kfold = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 0.1, log=True)})
-    for epoch, value in ((1, 0.5), (2, 0.61)):
-        kfold.report(value, epoch)
-    kfold.set_user_attr("metrics", KFOLD_METRICS)
-    study.tell(kfold, 0.61)
-    pruned = study.ask()
-    pruned.report(0.2, 1)
-    study.tell(pruned, state=TrialState.PRUNED)
-    failed = study.ask()
-    failed.set_user_attr("error", "InitError: init: the weights file x.pt does not exist")
-    study.tell(failed, state=TrialState.FAIL)
-    study.ask()  # running
-    holdout = study.ask()
-    holdout.set_user_attr("metrics", {k: v for k, v in KFOLD_METRICS.items() if not k.startswith("fold")})
-    study.tell(holdout, 0.7)
-    return study
+from tests.service.conftest import KFOLD_METRICS, study_with_every_state
 
 
 def test_the_csv_and_jsonl_round_trip_every_trial_in_every_state(api, db, monkeypatch):
     monkeypatch.setattr(export, "PAGE", 2)  # three pages of trials, streamed one after the other
     assert api.post("/studies", json=make_spec()).status_code == 201
-    study = _study_with_every_state(db)
+    study = study_with_every_state(db)
 
     answer = api.get("/studies/cifar-search/trials.csv")
     assert answer.status_code == 200, answer.text

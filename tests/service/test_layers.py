@@ -16,7 +16,8 @@ MAY_IMPORT = {
     "spec": {"spec", "db"},
     "scheduling": {"scheduling", "db", "optuna"},
     "studies": {"studies", "db", "optuna", "spec", "scheduling"},
-    "api": {"api", "db", "optuna", "spec", "scheduling", "studies"},
+    "reports": {"reports", "db", "optuna", "spec", "studies"},
+    "api": {"api", "db", "optuna", "spec", "scheduling", "studies", "reports"},
 }
 SHARED = {"settings", "errors", "artifacts"}
 
