@@ -118,6 +118,7 @@ def time_epoch_reports(url: str, epochs: int = REPORTS) -> tuple[float, float]:
 
     from objectives.curves import EpochMetrics, recorded
     from service.db.database import Database
+    from service.optuna.trials import trial_id
 
     database = Database(url, role="worker")
     study = optuna.load_study(study_name="big", storage=database.storage)
@@ -129,7 +130,7 @@ def time_epoch_reports(url: str, epochs: int = REPORTS) -> tuple[float, float]:
         for name, trial in (("plain", plain), ("curve", with_curve)):
             started = time.perf_counter()
             if name == "curve":
-                database.storage.set_user_attrs_on_report(trial._trial_id, {"epochs": recorded(curve)})
+                database.storage.set_user_attrs_on_report(trial_id(trial), {"epochs": recorded(curve)})
             trial.report(0.5, epoch)
             times[name].append((time.perf_counter() - started) * 1000)
     database.dispose()
