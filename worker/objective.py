@@ -81,6 +81,7 @@ class TrialObjective:
     load_fn: Callable[..., Any] = load_dataset  # replaceable (benchmarks use a zero-cost objective)
     train_fn: Callable[..., Any] = train
     handed_back: bool = field(default=False, init=False)
+    stopped: bool = field(default=False, init=False)  # ended because its study was stopped or completed
     checkpoint: Path | None = field(default=None, init=False)  # the trial's lineage's, once it is known
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -204,6 +205,7 @@ class TrialObjective:
                 log.info("trial %s pruned after epoch %s (val_accuracy %.4f)", trial.number, epoch, val_accuracy)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
             if self.study_stopped():
+                self.stopped = True
                 trial.set_user_attr("stopped", True)
                 log.info("trial %s ends after epoch %s: its study was stopped", trial.number, epoch)
                 raise optuna.TrialPruned(f"study stopped after epoch {epoch}")

@@ -22,6 +22,7 @@ from service.db.models import StudyRecord, StudyStatus
 from service.db.retry import call_with_retry
 from service.optuna.storage import trial_cache
 from service.scheduling.failures import record_trial_outcome
+from service.scheduling.stopping import check_stop_rules_of
 from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import Settings
 from service.spec.schema import StudySpec
@@ -34,7 +35,8 @@ from worker.slots import SlotConfig, TrialQuota
 from worker.study_choice import choose, survey
 
 log = logging.getLogger("hpo.worker")
-STOPPED_OR_GONE = (StudyStatus.STOPPED, StudyStatus.DELETING, None)  # None: the row is gone
+# None: the row is gone. COMPLETED: a stopping rule completed it (a spent budget leaves no trial running).
+STOPPED_OR_GONE = (StudyStatus.STOPPED, StudyStatus.COMPLETED, StudyStatus.DELETING, None)
 SURVEY_SECONDS = 5.0  # how long a slot keeps serving one study before looking at all of them again
 STATUS_SECONDS = 2.0  # how often a running trial asks whether its study was stopped
 
@@ -139,7 +141,8 @@ class SlotLoop:
                 f"trial {claim.trial_id} broke this process's CUDA context ({outcome.error}); "
                 "exiting so that the supervisor starts the slot afresh"
             )
-        if outcome.state in (TrialState.COMPLETE, TrialState.PRUNED):  # told and final: a FAIL may yet be retried
+        # Told and final: a FAIL may yet be retried. A trial its study's stop ended keeps its checkpoint.
+        if outcome.state == TrialState.COMPLETE or (outcome.state == TrialState.PRUNED and not objective.stopped):
             objective.discard_checkpoints()
         if outcome.state == TrialState.COMPLETE and self.settings.keep_weights is not None:
             call_with_retry(self._keep_best_weights, study, study_dir, self.settings.keep_weights)
@@ -167,15 +170,19 @@ class SlotLoop:
             )
 
     def _count(self, name: str, error: str | None, limit: int) -> None:
-        """Tell the failure guard how the trial ended (service/scheduling/failures.py)."""
+        """Tell the failure guard how the trial ended (service/scheduling/failures.py), and check the
+        study's stopping rules (service/scheduling/stopping.py), in one transaction."""
 
-        def record() -> str | None:
+        def record() -> tuple[str | None, str | None]:
             with self.db.session() as session:
-                return record_trial_outcome(session, name, error=error, limit=limit)
+                paused = record_trial_outcome(session, name, error=error, limit=limit)
+                return paused, check_stop_rules_of(session, name)
 
-        reason = call_with_retry(record)
-        if reason is not None:
-            log.warning("study %s %s", name, reason)
+        paused, completed = call_with_retry(record)
+        if paused is not None:
+            log.warning("study %s %s", name, paused)
+        if completed is not None:
+            log.info("study %s completed: %s", name, completed)
 
     def _optuna_study_exists(self, name: str) -> bool:
         return name in optuna.get_all_study_names(self.db.storage)

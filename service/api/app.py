@@ -25,6 +25,7 @@ from service.db.database import Database
 from service.db.migrate import migrate_from_settings
 from service.db.retry import call_with_retry
 from service.reports.dashboard_plots import DashboardPlots
+from service.scheduling.stopping import sweep_stop_rules
 from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import get_settings
 from service.studies.cleanup import finish_interrupted, remove_orphans
@@ -74,13 +75,15 @@ def _sweeps(
 ) -> dict[str, Callable[[], object]]:
     """What the API does every few seconds: fail and re-queue heartbeat-stale trials even when no
     worker is starting trials, finish off studies a POST or DELETE left half-done, save the tallies'
-    snapshots, and redraw the dashboard's learning curves of studies with new complete trials."""
+    snapshots, complete the studies a stopping rule ends (the clock runs when no trial finishes), and
+    redraw the dashboard's learning curves of studies with new complete trials."""
     artifact_root = get_settings().artifact_dir
     return {
         "stale trial sweep": lambda: sweep_stale_trials(database),
         "interrupted create/delete sweep": lambda: finish_interrupted(database, artifact_root),
         "orphan sweep": lambda: remove_orphans(database, artifact_root),
         "tally snapshot": lambda: save_tallies(database, tallies),
+        "stopping rules": lambda: sweep_stop_rules(database),
         "dashboard plots": lambda: plots.refresh(database, tallies, specs),
     }
 

@@ -15,9 +15,10 @@ from service.api.deps import SessionDep, SpecsDep, StorageDep, TalliesDep, autho
 from service.api.schemas import BestOut, StudyOut, TrialOut, TrialPage, answers
 from service.settings import get_settings
 from service.spec.schema import StudySpec
-from service.studies import lifecycle, read
+from service.studies import changes, lifecycle, read
 from service.studies import trials as study_trials
 from service.studies.best_model import best_model_file
+from service.studies.changes import StudyChange
 
 router = APIRouter(
     prefix="/studies", tags=["studies"], dependencies=[Depends(authorize)], responses=answers(401, 403, 503)
@@ -30,6 +31,12 @@ STUDY_LIST = TypeAdapter(list[StudyOut])
 TRIAL_PAGE = TypeAdapter(TrialPage)
 
 
+# OpenAPI links: what a client (or a fuzzer) may call next on the study it created, by its name.
+NAME_ROUTES: tuple[str, ...] = ("get_study", "list_trials", "best", "pause_study", "resume_study", "stop_study")
+NAME_ROUTES += ("patch_study", "delete_study", "study_report", "export_csv")
+CREATED_LINKS = {route: {"operationId": route, "parameters": {"name": "$response.body#/name"}} for route in NAME_ROUTES}
+
+
 def json_response(adapter: TypeAdapter[Any], content: Any) -> Response:
     """``content``, already validated, as a JSON response (response_model still documents it)."""
     return Response(adapter.dump_json(content), media_type="application/json")
@@ -39,7 +46,11 @@ def json_response(adapter: TypeAdapter[Any], content: Any) -> Response:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=StudyOut,
-    responses={**answers(400, 409, 413), 422: {"description": "invalid spec; nothing written"}},
+    responses={
+        **answers(400, 409, 413),
+        201: {"links": CREATED_LINKS},
+        422: {"description": "invalid spec; nothing written"},
+    },
 )
 def create_study(
     spec: StudySpec, session: SessionDep, storage: StorageDep, tallies: TalliesDep, specs: SpecsDep
@@ -98,6 +109,18 @@ def best_model(name: str, session: SessionDep, tallies: TalliesDep) -> FileRespo
 
 
 STATUS_CHANGE: dict[str, Any] = {"response_model": StudyOut, "responses": answers(404, 409)}
+
+
+@router.patch(
+    "/{name}",
+    response_model=StudyOut,
+    responses={**answers(404, 409), 422: {"description": "an invalid change; nothing written"}},
+)
+def patch_study(name: str, change: StudyChange, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
+    """Change a running, paused or stopped study's ``max_trials`` or ``stop_when`` (not below the
+    trials started or queued); workers follow from their next claim, and a rule met now completes it."""
+    changes.change_study(session=session, name=name, change=change)
+    return get_study(name, session, tallies, specs)
 
 
 @router.post("/{name}/pause", **STATUS_CHANGE)

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, event, update
+from sqlalchemy import create_engine, event, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import StudyRecord, StudyStatus
@@ -55,6 +55,9 @@ class Heartbeat:
 
     interval: int
     grace: int
+
+
+STOP_RULE_PREFIX = "stop_when."  # how a stopping rule's status_reason starts (service/spec/stopping.py)
 
 
 class Database:
@@ -96,8 +99,14 @@ class Database:
         return RetryAndReopen(self.reopen_if_completed, handed_back)
 
     def reopen_if_completed(self, name: str) -> None:
-        """Set the study called ``name`` running again if it is marked completed (a retry was queued)."""
-        reopen = update(StudyRecord).where(StudyRecord.name == name, StudyRecord.status == StudyStatus.COMPLETED)
+        """Set the study called ``name`` running again if it is marked completed (a retry was queued),
+        unless a stopping rule completed it (service/scheduling/stopping.py): nothing runs after that."""
+        by_rule = StudyRecord.status_reason.startswith(STOP_RULE_PREFIX)
+        reopen = update(StudyRecord).where(
+            StudyRecord.name == name,
+            StudyRecord.status == StudyStatus.COMPLETED,
+            or_(StudyRecord.status_reason.is_(None), ~by_rule),
+        )
         with self.engine.begin() as connection:
             connection.execute(reopen.values(status=StudyStatus.RUNNING))
 

@@ -10,7 +10,9 @@ retried, not counted: only trials whose objective raised (or returned no number)
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from datetime import UTC, datetime
+
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from service.db.models import StudyRecord, StudyStatus
@@ -39,5 +41,10 @@ def record_trial_outcome(session: Session, name: str, *, error: str | None, limi
         return None
     reason = f"paused after {failures} failed trials in a row; the last failed with {error}"[:REASON_CHARS]
     pause = update(StudyRecord).where(this_study, StudyRecord.status == StudyStatus.RUNNING)
-    paused = session.connection().execute(pause.values(status=StudyStatus.PAUSED, status_reason=reason)).rowcount
+    paused_at = func.coalesce(StudyRecord.paused_at, datetime.now(UTC))  # paused time: scheduling/stopping.py
+    paused = (
+        session.connection()
+        .execute(pause.values(status=StudyStatus.PAUSED, status_reason=reason, paused_at=paused_at))
+        .rowcount
+    )
     return reason if paused else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from objectives import get_objective
 from objectives.config import (
@@ -22,6 +22,7 @@ from objectives.config import (
 from objectives.init import InitSpec, ScratchInit, check_init
 from objectives.strict import StrictModel, StudyName
 from service.spec.space import Categorical, SpaceEntry, check_entry, contains
+from service.spec.stopping import StopWhen
 
 _ENTRY: TypeAdapter[SpaceEntry] = TypeAdapter(SpaceEntry)
 
@@ -95,8 +96,27 @@ class EnqueueFrom(StrictModel):
     top: int = Field(default=5, ge=1, le=1000)
 
 
+EXAMPLE_SPEC: dict[str, Any] = {
+    "name": "cifar-search",
+    "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": 3000, "val_fraction": 0.1},
+    "search_space": {
+        "lr": {"type": "float", "low": 0.0003, "high": 0.03, "log": True},
+        "batch_size": {"type": "categorical", "choices": [64, 128, 256]},
+        "aug_strength": {"type": "float", "low": 0.0, "high": 1.0},
+        "width": 0.25,
+    },
+    "epochs": 5,
+    "max_trials": 10,
+}
+
+
 class StudySpec(StrictModel):
     """A search: which objective on which data, over which space, with which budget."""
+
+    model_config = ConfigDict(  # the OpenAPI schema's example: a valid spec (clients and the fuzzer start from it)
+        **StrictModel.model_config,
+        json_schema_extra={"examples": [EXAMPLE_SPEC]},
+    )
 
     name: StudyName
     objective: ObjectiveName = "cnn"
@@ -112,6 +132,7 @@ class StudySpec(StrictModel):
     enqueue: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)  # warm-start configs
     enqueue_from: EnqueueFrom | None = None  # warm start from an earlier study's best configs
     init: InitSpec = Field(default_factory=lambda: ScratchInit(kind="scratch"))  # starting weights of every trial
+    stop_when: StopWhen | None = None  # rules that complete the study before its budget is spent (spec/stopping.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from service.artifacts import remove_study_artifacts, studies_starting_from
 from service.db.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
+from service.scheduling.stopping import paused_since, resumed
 from service.settings import get_settings
 from service.spec.references import hold_init_study, pin_references
 from service.spec.schema import StudySpec
@@ -120,6 +122,11 @@ def change_status(*, session: Session, name: str, action: str) -> StudyRecord:
         raise StudyNotFoundError(f"no study named {name!r}")
     if record.status not in sources:
         raise StudyConflictError(f"cannot {action} study {name!r}: it is {record.status}")
+    now = datetime.now(UTC)
+    if target == StudyStatus.RUNNING:
+        resumed(record, now)  # stop_when.max_wall_clock_s leaves paused and stopped time out
+    else:
+        paused_since(record, now)
     record.status = target
     record.status_reason = None  # a user's decision replaces the failure guard's (service/scheduling/failures.py)
     record.consecutive_failures = 0

@@ -67,20 +67,23 @@ class SpecCache:
     """Decoded specs by study, one per API process; safe to use from several threads.
 
     A study is its record's id and ``created_at`` (to the microsecond): SQLite hands a deleted
-    study's id to the next one created, whose spec may differ.
+    study's id to the next one created, whose spec may differ. A spec changes with its record's
+    ``updated_at`` (PATCH /studies/{name}), when it is decoded again.
     """
 
     def __init__(self) -> None:
-        self._specs: dict[tuple[int, datetime], dict[str, Any]] = {}
+        self._specs: dict[tuple[int, datetime], tuple[datetime, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def decoded(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
-        """Each row's spec (its ``id``, ``created_at`` and ``spec_json``), decoding only those not seen before."""
+        """Each row's spec (its ``id``, ``created_at``, ``updated_at`` and ``spec_json``), decoding only
+        those not seen before or changed since."""
         with self._lock:
             for row in rows:
-                if (row.id, row.created_at) not in self._specs:
-                    self._specs[row.id, row.created_at] = json.loads(row.spec_json)
-            return [self._specs[row.id, row.created_at] for row in rows]
+                seen = self._specs.get((row.id, row.created_at))
+                if seen is None or seen[0] != row.updated_at:
+                    self._specs[row.id, row.created_at] = (row.updated_at, json.loads(row.spec_json))
+            return [self._specs[row.id, row.created_at][1] for row in rows]
 
     def keep_only(self, rows: Sequence[Any]) -> None:
         """Forget the specs of the studies not among ``rows`` (deleted)."""

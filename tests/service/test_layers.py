@@ -14,7 +14,7 @@ MAY_IMPORT = {
     "db": {"db", "optuna"},  # the Database builds Optuna's storage
     "optuna": {"optuna", "db.retry"},
     "spec": {"spec", "db"},
-    "scheduling": {"scheduling", "db", "optuna"},
+    "scheduling": {"scheduling", "db", "optuna", "spec"},
     "studies": {"studies", "db", "optuna", "spec", "scheduling"},
     "reports": {"reports", "db", "optuna", "spec", "studies"},
     "api": {"api", "db", "optuna", "spec", "scheduling", "studies", "reports"},
