@@ -1,4 +1,5 @@
-"""``hpo study create FILE | list | show | trials | best | export | report | compare | pause | resume | stop | delete``:
+"""``hpo study create FILE | list | show | trials | best | export | report | compare | patch | pause | resume | stop
+| delete``:
 the API for people.
 
 Reads HPO_API_URL and HPO_API_TOKEN. Tables for people by default, ``--json`` for scripts.
@@ -53,6 +54,12 @@ def add_parser(subparsers: Any) -> None:
     compare = _command(commands, "compare", run_compare, "2 to 8 studies side by side: a self-contained HTML page")
     compare.add_argument("names", nargs="+", metavar="NAME")
     compare.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    patch = _command(commands, "patch", run_patch, "change a study's max_trials or stopping rules")
+    patch.add_argument("name")
+    patch.add_argument("--max-trials", type=int, help="the new budget (not below the trials started or queued)")
+    patch.add_argument(
+        "--stop-when", metavar="JSON", help='the stopping rules, e.g. \'{"target": 0.7}\'; "null" removes them'
+    )
     for action in STATUS_ACTIONS:
         _command(commands, action, run_status_change, f"{action} a study").add_argument("name")
     _command(commands, "delete", run_delete, "delete a study and its trials").add_argument("name")
@@ -121,6 +128,22 @@ def run_compare(args: argparse.Namespace) -> int:
     download("/report", args.output, params={"studies": ",".join(args.names)})
     answer = {"compared": args.names, "file": str(args.output)}
     return _print(args, answer, lambda console: console.print(f"wrote {args.output}: open it in a browser"))
+
+
+def run_patch(args: argparse.Namespace) -> int:
+    """PATCH /studies/{name} with the fields given."""
+    change: dict[str, Any] = {}
+    if args.max_trials is not None:
+        change["max_trials"] = args.max_trials
+    if args.stop_when is not None:
+        try:
+            change["stop_when"] = json.loads(args.stop_when)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--stop-when is not JSON: {exc}") from None
+    if not change:
+        raise CliError("nothing to change: give --max-trials or --stop-when")
+    answer = request("PATCH", f"/studies/{args.name}", json=change)
+    return _print(args, answer, lambda console: _print_studies(console, [answer]))
 
 
 def run_status_change(args: argparse.Namespace) -> int:

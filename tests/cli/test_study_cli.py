@@ -116,6 +116,12 @@ def test_status_commands_and_delete(live_api, tmp_path):
     again = hpo(live_api, "study", "pause", "ctl")
     assert again.returncode == 2 and "409" in again.stderr and "it is paused" in again.stderr
     assert json.loads(hpo(live_api, "study", "resume", "ctl", "--json").stdout)["status"] == "running"
+    patched = json.loads(
+        hpo(live_api, "study", "patch", "ctl", "--max-trials", "7", "--stop-when", '{"target": 0.9}', "--json").stdout
+    )
+    assert patched["max_trials"] == 7 and patched["spec"]["stop_when"]["target"] == 0.9
+    refused = hpo(live_api, "study", "patch", "ctl", "--stop-when", '{"target": 2}')
+    assert refused.returncode == 2 and "422" in refused.stderr and "stop_when.target" in refused.stderr
     assert hpo(live_api, "study", "delete", "ctl").returncode == 0
     gone = hpo(live_api, "study", "show", "ctl")
     assert gone.returncode == 2 and "404" in gone.stderr
