@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     heartbeat_interval: int = Field(default=10, ge=1)  # seconds between a running trial's heartbeats
     heartbeat_grace: int = Field(default=60, ge=2)  # seconds without a beat before a trial counts as stale
     stale_check_interval: float = Field(default=15.0, gt=0)  # how often the API sweeps for stale trials
+    notify_url: str | None = None  # a receiver of every event of every study (service/notify), JSON
+    notify_secret: SecretStr | None = None  # signs every notification: X-HPO-Signature, HMAC-SHA256 of the body
+    notify_allow: str | None = None  # hosts or CIDRs notifications may reach (default: public addresses only)
 
     @field_validator("database_url", "migrate_database_url")
     @classmethod

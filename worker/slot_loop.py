@@ -24,6 +24,7 @@ from service.optuna.storage import trial_cache
 from service.scheduling.failures import record_trial_outcome
 from service.scheduling.stopping import check_stop_rules_of
 from service.scheduling.sweeper import sweep_stale_trials
+from service.scheduling.trial_events import trial_ended
 from service.settings import Settings
 from service.spec.schema import StudySpec
 from service.spec.strategy import build_pruner, build_sampler
@@ -113,7 +114,7 @@ class SlotLoop:
             log.warning("study %s: its spec does not validate here; failing the trial", claim.record.name)
             failing = optuna.load_study(study_name=claim.record.name, storage=self.storage)
             outcome = run_claimed(failing, claim.trial_id, _raise(exc), self.db.storage, claim.first_beat_committed)
-            self._count(claim.record.name, outcome.error, _failure_limit(claim.record.spec))
+            self._count(claim.record.name, claim.trial_id, outcome.error, _failure_limit(claim.record.spec))
             return
         study.sampler = build_sampler(spec, seed_offset=claim.budget.slots_taken)
         study_dir = study_artifact_dir(self.settings.artifact_dir, claim.record.id, claim.record.created_at)
@@ -135,7 +136,7 @@ class SlotLoop:
             handed = call_with_retry(self.storage.get_trial, claim.trial_id)  # this trial alone, not the study
             call_with_retry(hand_back, study, handed, self.db)
         else:
-            self._count(claim.record.name, outcome.error, spec.max_failed_trials)
+            self._count(claim.record.name, claim.trial_id, outcome.error, spec.max_failed_trials)
         if outcome.gpu_failure is GpuFailure.POISONS_PROCESS:  # told FAIL (and counted) already
             raise ProcessPoisoned(
                 f"trial {claim.trial_id} broke this process's CUDA context ({outcome.error}); "
@@ -169,12 +170,14 @@ class SlotLoop:
                 "study %s: removed the weights of trials %s (HPO_KEEP_WEIGHTS=%s)", study.study_name, removed, keep
             )
 
-    def _count(self, name: str, error: str | None, limit: int) -> None:
-        """Tell the failure guard how the trial ended (service/scheduling/failures.py), and check the
-        study's stopping rules (service/scheduling/stopping.py), in one transaction."""
+    def _count(self, name: str, trial_id: int, error: str | None, limit: int) -> None:
+        """Tell the failure guard how the trial ended (service/scheduling/failures.py), write the
+        events it raises (service/scheduling/trial_events.py) and check the study's stopping rules
+        (service/scheduling/stopping.py), in one transaction."""
 
         def record() -> tuple[str | None, str | None]:
             with self.db.session() as session:
+                trial_ended(session, name, trial_id, error)
                 paused = record_trial_outcome(session, name, error=error, limit=limit)
                 return paused, check_stop_rules_of(session, name)
 

@@ -17,6 +17,7 @@ from service.api.dashboard import DashboardGate
 from service.api.deps import DatabaseDep
 from service.api.errors import add_error_handlers
 from service.api.routes_catalogue import router as catalogue_router
+from service.api.routes_events import router as events_router
 from service.api.routes_export import router as export_router
 from service.api.routes_reports import router as reports_router
 from service.api.routes_studies import router as studies_router
@@ -24,6 +25,7 @@ from service.api.schemas import Health
 from service.db.database import Database
 from service.db.migrate import migrate_from_settings
 from service.db.retry import call_with_retry
+from service.notify.dispatcher import deliver_due
 from service.reports.dashboard_plots import DashboardPlots
 from service.scheduling.stopping import sweep_stop_rules
 from service.scheduling.sweeper import sweep_stale_trials
@@ -33,6 +35,7 @@ from service.studies.read import SpecCache
 from service.studies.tallies import StudyTallies
 
 log = logging.getLogger("hpo.api")
+DISPATCH_EVERY_S = 1.0  # how often the API looks for notifications due
 MAX_BODY_BYTES = 1_000_000  # a study spec is a few kilobytes; a thousand enqueued configs fit easily
 
 
@@ -52,16 +55,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     sweeps = _sweeps(database, app.state.tallies, app.state.specs, plots)
     sweeper = asyncio.create_task(_sweep_forever(sweeps, settings.stale_check_interval))
+    # the notifications' dispatcher: its own loop, so that a slow receiver holds up no sweep
+    notifier = Database.from_settings(settings, role="notify")
+    dispatcher = asyncio.create_task(_sweep_forever({"notifications": lambda: deliver_due(notifier)}, DISPATCH_EVERY_S))
     try:
         yield
     finally:
         gc.unfreeze()  # the process may go on (tests, an API served in a thread): collect as usual again
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, dispatcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         with contextlib.suppress(Exception):  # a cache: a database that is down now costs the next start a read
             await asyncio.to_thread(save_tallies, database, app.state.tallies)
         database.dispose()
+        notifier.dispose()
 
 
 def save_tallies(database: Database, tallies: StudyTallies) -> int:
@@ -112,6 +120,7 @@ def create_app() -> FastAPI:
     app.include_router(studies_router)
     app.include_router(catalogue_router)
     app.include_router(reports_router)
+    app.include_router(events_router)
     app.add_middleware(DashboardGate)  # optuna-dashboard's paths, behind the tokens
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)  # 413 before parsing
 

@@ -33,7 +33,7 @@ TRIAL_PAGE = TypeAdapter(TrialPage)
 
 # OpenAPI links: what a client (or a fuzzer) may call next on the study it created, by its name.
 NAME_ROUTES: tuple[str, ...] = ("get_study", "list_trials", "best", "pause_study", "resume_study", "stop_study")
-NAME_ROUTES += ("patch_study", "delete_study", "study_report", "export_csv")
+NAME_ROUTES += ("patch_study", "delete_study", "study_report", "export_csv", "study_events")
 CREATED_LINKS = {route: {"operationId": route, "parameters": {"name": "$response.body#/name"}} for route in NAME_ROUTES}
 
 

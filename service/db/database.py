@@ -44,6 +44,9 @@ POOLS = {
     # SQLAlchemy drops the whole pool at the first disconnect it sees.
     "worker": PoolPlan(size=1, overflow=1, ping=False),
     "dashboard": PoolPlan(size=1, overflow=4, ping=True),
+    # The API's notification dispatcher (service/notify): a pool of its own, so that a slow
+    # receiver, whose row stays locked while it is sent, never holds a request's connection.
+    "notify": PoolPlan(size=1, overflow=0, ping=True),
     "tool": PoolPlan(size=1, overflow=2, ping=True),  # the CLI, migrations, tests, benchmarks
 }
 POOL_TIMEOUT_SECONDS = 10  # waiting longer for a pooled connection raises (the API answers 503)

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -80,3 +80,23 @@ class TallySnapshot(Base):
     optuna_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # the study's record's
     tally: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)  # counts, best, pending trials
+
+
+class OutboxEvent(Base):
+    """One notification to one receiver (service/notify): written in the transaction of the change it
+    reports, delivered by the API's dispatcher, its attempts recorded."""
+
+    __tablename__ = "hpo_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), nullable=False)  # the same for every receiver of one event
+    study_name: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    event: Mapped[str] = mapped_column(String(32), nullable=False)
+    url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)  # the JSON sent, signed as it is
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
+    last_error: Mapped[str | None] = mapped_column(String(600), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -73,3 +73,17 @@ def _seconds(session: Session) -> ColumnElement[float]:
     if session.get_bind().dialect.name == "sqlite":
         return (func.julianday(end) - func.julianday(start)) * 86_400.0
     return cast(func.extract("epoch", end - start), Float)
+
+
+def trial_result(session: Session, trial_id: int) -> tuple[int, float | None, float | None]:
+    """A trial's number, its value if it is complete, and the best value of the study's other complete trials."""
+    trial, value = _TRIAL.c, _VALUE.c
+    row = session.execute(
+        select(trial.number, trial.study_id, trial.state, value.value)
+        .select_from(_TRIAL.outerjoin(_VALUE, (value.trial_id == trial.trial_id) & (value.objective == 0)))
+        .where(trial.trial_id == trial_id)
+    ).one()
+    if row.state != TrialState.COMPLETE:
+        return row.number, None, None
+    others = session.execute(_best(row.study_id).where(trial.trial_id != trial_id)).scalar()
+    return row.number, row.value, others

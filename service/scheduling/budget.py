@@ -20,10 +20,11 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Select, Subquery, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql.elements import BindParameter
 
 from service.db.models import StudyRecord, StudyStatus
+from service.notify.outbox import emit
 from service.optuna.tables import COUNTED_STATES, budget_stats
 
 
@@ -137,4 +138,8 @@ def mark_completed_if_spent(record: StudyRecord, budget: Budget) -> bool:
     """
     if completes_now(record, budget):
         record.status = StudyStatus.COMPLETED
+        session = object_session(record)
+        if session is not None:  # the event commits with the change (service/notify)
+            data = {"reason": f"max_trials: {budget.finished} of {record.max_trials} trials finished"}
+            emit(session, study=record.name, spec=record.spec, event="study.completed", data=data)
     return record.status == StudyStatus.COMPLETED

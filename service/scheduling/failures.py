@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import StudyRecord, StudyStatus
+from service.notify.outbox import emit
 
 REASON_CHARS = 600
 
@@ -47,4 +48,8 @@ def record_trial_outcome(session: Session, name: str, *, error: str | None, limi
         .execute(pause.values(status=StudyStatus.PAUSED, status_reason=reason, paused_at=paused_at))
         .rowcount
     )
-    return reason if paused else None
+    if not paused:
+        return None
+    spec = session.execute(select(StudyRecord.spec).where(this_study)).scalar_one()
+    emit(session, study=name, spec=spec, event="study.paused", data={"reason": reason, "last_error": error})
+    return reason

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.db.database import Database
 from service.db.models import StudyRecord, StudyStatus
+from service.notify.outbox import emit
 from service.optuna.stop_stats import stop_stats
 from service.optuna.tables import optuna_ids
 from service.spec.stopping import StopFigures, StopWhen, rule_met
@@ -45,7 +46,9 @@ def check_stop_rules(session: Session, record: StudyRecord, optuna_id: int) -> s
     reason = rule_met(rules, figures)
     if reason is not None:
         completing = update(StudyRecord).where(StudyRecord.id == record.id, StudyRecord.status.in_(OPEN))
-        session.execute(completing.values(status=StudyStatus.COMPLETED, status_reason=reason))
+        changed = session.connection().execute(completing.values(status=StudyStatus.COMPLETED, status_reason=reason))
+        if changed.rowcount:
+            emit(session, study=record.name, spec=record.spec, event="study.completed", data={"reason": reason})
     return reason
 
 

@@ -21,6 +21,7 @@ from objectives.config import (
 )
 from objectives.init import InitSpec, ScratchInit, check_init
 from objectives.strict import StrictModel, StudyName
+from service.spec.notify import NotifyTarget
 from service.spec.space import Categorical, SpaceEntry, check_entry, contains
 from service.spec.stopping import StopWhen
 
@@ -133,6 +134,7 @@ class StudySpec(StrictModel):
     enqueue_from: EnqueueFrom | None = None  # warm start from an earlier study's best configs
     init: InitSpec = Field(default_factory=lambda: ScratchInit(kind="scratch"))  # starting weights of every trial
     stop_when: StopWhen | None = None  # rules that complete the study before its budget is spent (spec/stopping.py)
+    notify: list[NotifyTarget] = Field(default_factory=list, max_length=10)  # receivers of its events (spec/notify.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:

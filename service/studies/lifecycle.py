@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from service.artifacts import remove_study_artifacts, studies_starting_from
 from service.db.models import IN_PROGRESS, StudyRecord, StudyStatus
 from service.errors import StudyConflictError, StudyExistsError, StudyNotFoundError
+from service.notify.targets import check_receivers
 from service.scheduling.stopping import paused_since, resumed
 from service.settings import get_settings
 from service.spec.references import hold_init_study, pin_references
@@ -52,6 +53,7 @@ def create_study(*, session: Session, storage: BaseStorage, spec: StudySpec) -> 
     (service.spec.references; SpecError, nothing written).
     """
     settings = get_settings()
+    check_receivers(spec, settings.notify_allow)  # SpecError: a notify URL that may not be called
     spec = pin_references(session, storage, spec, settings)
     session.commit()  # the checks' reads end here: a failed insert below rolls back to a clean slate
     hold_init_study(session, spec, settings.artifact_dir)  # until the insert commits (a racing delete sees it)

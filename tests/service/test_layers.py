@@ -14,10 +14,11 @@ MAY_IMPORT = {
     "db": {"db", "optuna"},  # the Database builds Optuna's storage
     "optuna": {"optuna", "db.retry"},
     "spec": {"spec", "db"},
-    "scheduling": {"scheduling", "db", "optuna", "spec"},
-    "studies": {"studies", "db", "optuna", "spec", "scheduling"},
+    "notify": {"notify", "db", "spec"},
+    "scheduling": {"scheduling", "db", "optuna", "spec", "notify"},
+    "studies": {"studies", "db", "optuna", "spec", "scheduling", "notify"},
     "reports": {"reports", "db", "optuna", "spec", "studies"},
-    "api": {"api", "db", "optuna", "spec", "scheduling", "studies", "reports"},
+    "api": {"api", "db", "optuna", "spec", "scheduling", "studies", "reports", "notify"},
 }
 SHARED = {"settings", "errors", "artifacts"}
 

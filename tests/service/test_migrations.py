@@ -38,7 +38,7 @@ def test_migrate_creates_both_schemas_with_separate_version_tables(empty_pg):
     migrate(empty_pg)
     tables = _tables(empty_pg)
     assert tables >= OPTUNA_TABLES | OUR_TABLES
-    assert current_revision(empty_pg) == "0006_paused_time"
+    assert current_revision(empty_pg) == "0007_outbox"
     with empty_pg.engine.connect() as connection:
         optuna_version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert optuna_version.startswith("v")  # Optuna's own revision id, untouched by ours
@@ -47,7 +47,7 @@ def test_migrate_creates_both_schemas_with_separate_version_tables(empty_pg):
 def test_migrate_twice_is_a_no_op(empty_pg):
     migrate(empty_pg)
     migrate(empty_pg)
-    assert current_revision(empty_pg) == "0006_paused_time"
+    assert current_revision(empty_pg) == "0007_outbox"
 
 
 def test_concurrent_migrations_both_succeed(empty_pg):
