@@ -20,18 +20,13 @@ import httpx
 from cli.errors import CliError
 from cli.local_api import free_port, serve_in_thread
 from service.settings import get_settings
+from service.spec.schema import EXAMPLE_SPEC
 
+# The API's example spec (what its OpenAPI schema shows), with a seeded TPE that starts sampling
+# after 4 trials and Hyperband pruning.
 DEMO_SPEC: dict[str, Any] = {
+    **{key: value for key, value in EXAMPLE_SPEC.items() if key != "name"},
     "objective": "cnn",
-    "dataset": {"kind": "imagefolder", "path": "cifar10-sample", "limit": 3000, "val_fraction": 0.1},
-    "search_space": {
-        "lr": {"type": "float", "low": 0.0003, "high": 0.03, "log": True},
-        "batch_size": {"type": "categorical", "choices": [64, 128, 256]},
-        "aug_strength": {"type": "float", "low": 0.0, "high": 1.0},
-        "width": 0.25,
-    },
-    "epochs": 5,
-    "max_trials": 10,
     "sampler": {"name": "tpe", "n_startup_trials": 4, "seed": 0},
     "pruner": {"name": "hyperband"},
 }
