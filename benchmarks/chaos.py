@@ -4,23 +4,26 @@ A private PostgreSQL cluster, the API (``hpo serve``) and two ``worker --trials-
 processes (4 CPU slots) serve two studies of tiny trials. For a fixed time a seeded schedule
 injects faults, each kind equally often: kill -9 of a worker's process group, SIGTERM to a
 worker's process group, a restart of the API, a restart of PostgreSQL (fast, and immediate as
-in a crash), and a study paused then resumed. What is killed is started again. A poller reads
-the API throughout. Then the faults stop, the studies run to their end, and it checks:
+in a crash), a study paused then resumed, and the studies' notification receiver down for 10 s
+(it answers 503). What is killed is started again. A poller reads the API throughout. Then the
+faults stop, the studies run to their end, and it checks:
 
 - each study finished exactly max_trials lineages (a trial and its retries), none RUNNING or
   WAITING, no trial number twice;
 - every retry resumed from its predecessor's last checkpoint (epochs lost per fault ≤ 1);
 - no lineage ended FAIL (a fault may cost an epoch, never a trial);
-- the API never answered 500, and 503 only while PostgreSQL was down (or just after).
+- the API never answered 500, and 503 only while PostgreSQL was down (or just after);
+- every event the outbox holds reached the receiver at least once (``events lost``).
 
     python -m benchmarks.chaos [--quick] [--seed N]
 
-It ends with ``chaos faults N lost L``.
+It ends with ``chaos faults N lost L events lost E``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -31,6 +34,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +45,13 @@ from benchmarks.chaos_cluster import PrivatePostgres, Service, api_service, wait
 from benchmarks.common import REPO, save
 from cli.local_api import free_port
 
-KINDS = ("kill_worker", "sigterm_worker", "restart_api", "restart_db_fast", "restart_db_immediate", "pause_resume")
+KINDS: tuple[str, ...] = ("kill_worker", "sigterm_worker", "restart_api", "restart_db_fast", "restart_db_immediate")
+KINDS += ("pause_resume", "receiver_down")
+RECEIVER_DOWN_S = 10.0
 DB_GRACE = 10.0  # seconds after PostgreSQL is back during which a 503 is still expected
 
 
-def study_spec(name: str, max_trials: int, seed: int) -> dict[str, Any]:
+def study_spec(name: str, max_trials: int, seed: int, receiver_url: str) -> dict[str, Any]:
     """Tiny trials on the bundled sample: a few seconds each on one CPU thread."""
     return {
         "name": name,
@@ -56,6 +62,7 @@ def study_spec(name: str, max_trials: int, seed: int) -> dict[str, Any]:
         "pruner": {"name": "none"},
         "sampler": {"name": "random", "seed": seed},
         "max_failed_trials": 1000,  # a failure must show in the verdict, not pause the study
+        "notify": [{"url": receiver_url}],  # every event
     }
 
 
@@ -64,6 +71,7 @@ class Chaos:
     """The running system and what happened to it."""
 
     db: PrivatePostgres
+    receiver: Receiver
     api: Service
     workers: list[Service]
     base: str  # the API's URL
@@ -90,6 +98,8 @@ class Chaos:
             self.db.stop("fast" if kind == "restart_db_fast" else "immediate")
             self.db.start()
             self.db_down.append((down, time.monotonic()))
+        elif kind == "receiver_down":
+            self.receiver.down_until = time.monotonic() + RECEIVER_DOWN_S
         elif kind == "pause_resume":
             name = self.rng.choice(self.names)
             self._post(f"/studies/{name}/pause")
@@ -122,6 +132,26 @@ class Chaos:
             calls += 1
             time.sleep(0.3)
 
+    def deliveries(self, timeout: float) -> dict[str, Any]:
+        """Wait until every event the outbox holds was delivered (or ``timeout``); the events written
+        and those the receiver never got."""
+        deadline = time.monotonic() + timeout
+        written: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                rows = [
+                    row for n in self.names for row in httpx.get(f"{self.base}/studies/{n}/events", timeout=5).json()
+                ]
+            except (httpx.HTTPError, ValueError):
+                rows = []
+            written = {row["id"] for row in rows}
+            if rows and all(row["status"] == "delivered" for row in rows):
+                break
+            time.sleep(1)
+        lost = written - set(self.receiver.ids)
+        print(f"events: {len(written)} written, {len(self.receiver.ids)} deliveries received, lost {len(lost)}")
+        return {"written": len(written), "received": len(self.receiver.ids), "lost": sorted(lost)}
+
     def finished(self) -> bool:
         """Both studies completed (the API may be restarting: then not yet)."""
         try:
@@ -152,6 +182,32 @@ class Chaos:
         return statuses, problems
 
 
+class Receiver:
+    """The studies' notification receiver on loopback: records each event id it is sent, and
+    answers 503 while it is "down"."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.down_until = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                down = time.monotonic() < receiver.down_until
+                if not down:
+                    receiver.ids.append(json.loads(body)["id"])
+                self.send_response(503 if down else 200)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Start the system, inject the faults, let the studies finish, and judge."""
     per_kind, fault_seconds, max_trials = (15, 150.0, 40) if args.quick else (20, 600.0, 150)
@@ -164,14 +220,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "HPO_CACHE_DIR": str(work / "cache"),
         "HPO_HEARTBEAT_INTERVAL": "1",
         "HPO_HEARTBEAT_GRACE": "4",
+        "HPO_NOTIFY_ALLOW": "127.0.0.1",  # the receiver is on loopback
         "PYTHONPATH": str(REPO),
     }
     for secret in ("HPO_API_TOKEN", "HPO_VIEWER_TOKEN"):  # the poller reads without a token
         env.pop(secret, None)
     port = free_port()
     subprocess_env = {**env, "HPO_API_URL": f"http://127.0.0.1:{port}"}
+    receiver = Receiver()
     chaos = Chaos(
         db,
+        receiver,
         api_service(port, subprocess_env, work),
         [],
         f"http://127.0.0.1:{port}",
@@ -182,7 +241,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         chaos.api.start()
         wait_until_up(chaos.base + "/healthz", 60)
         for i, name in enumerate(chaos.names):
-            httpx.post(chaos.base + "/studies", json=study_spec(name, max_trials, i), timeout=30).raise_for_status()
+            spec = study_spec(name, max_trials, i, receiver.url)
+            httpx.post(chaos.base + "/studies", json=spec, timeout=30).raise_for_status()
         chaos.workers = [worker_service(i, subprocess_env, work, slots=2) for i in range(2)]
         for worker in chaos.workers:
             worker.start()
@@ -201,6 +261,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             chaos.keep_workers_alive()
             time.sleep(1)
         drained = time.monotonic() - drain_started
+        events = chaos.deliveries(args.drain)
         chaos.polling.set()
         poller.join()
         for service in [*chaos.workers, chaos.api]:
@@ -211,8 +272,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for service in [*chaos.workers, chaos.api]:
             service.signal_group(signal.SIGKILL)
+        receiver.server.shutdown()
         db.remove()
-    return report(chaos, verdict, statuses, problems, drained)
+    return {**report(chaos, verdict, statuses, problems, drained), "events": events}
 
 
 def report(
@@ -257,8 +319,9 @@ def main() -> int:
     path = save("chaos" + ("_quick" if args.quick else ""), {**results, "seed": args.seed, "quick": args.quick})
     print(f"results: {path}")
     lost = results["verdict"]["lost"] + len(results["verdict"]["problems"]) + len(results["answer_problems"])
-    print(f"chaos faults {sum(results['faults'].values())} lost {results['verdict']['lost']}")
-    return 0 if lost == 0 else 1
+    events_lost = len(results["events"]["lost"])
+    print(f"chaos faults {sum(results['faults'].values())} lost {results['verdict']['lost']} events lost {events_lost}")
+    return 0 if lost == 0 and events_lost == 0 else 1
 
 
 if __name__ == "__main__":
