@@ -50,13 +50,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the worker with parsed arguments until it is done; returns its exit code."""
     warnings.filterwarnings("ignore", message=".*experimental.*")  # Optuna's heartbeat API is marked experimental
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [worker pid %(process)d] %(message)s")
-    import torch  # device_count() asks NVML and leaves CUDA uninitialised in this parent
-
     from worker.supervisor import Supervisor  # imported here: `hpo` loads this module for its parser alone
 
     try:
         get_settings()  # the children read them too: an invalid environment fails here, once, not in every child
-        slots = plan_slots(args, torch.cuda.device_count(), os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        gpus = 0 if args.gpus == "cpu" else visible_gpu_count()
+        slots = plan_slots(args, gpus, os.cpu_count() or 1, os.environ.get("CUDA_VISIBLE_DEVICES"))
     except (ValueError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -64,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
         "starting %s slot(s) on %s", len(slots), ", ".join(s.device + (s.cuda_visible or "") for s in slots)
     )
     return Supervisor(slots, args.max_trials, bars=sys.stderr.isatty() and not args.plain).run()
+
+
+def visible_gpu_count() -> int:
+    """The CUDA devices this process sees. Imports torch (1.5 s), so a CPU worker never asks:
+    its children start that much sooner (benchmarks/peers.py)."""
+    import torch  # device_count() asks NVML and leaves CUDA uninitialised in this parent
+
+    return int(torch.cuda.device_count())
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -71,3 +74,18 @@ def test_the_trial_quota_is_shared_and_a_reservation_can_be_given_back():
     assert quota.take() and not quota.take()
     unlimited = TrialQuota(mp.get_context("spawn"), max_trials=None)
     assert all(unlimited.take() for _ in range(100))
+
+
+def test_a_cpu_worker_starts_its_slots_without_importing_torch(tmp_path):
+    # torch's import (1.5 s) in the parent delayed every slot's first trial (docs/benchmarks.md §12)
+    probe = (
+        "import sys\n"
+        "import worker.supervisor as supervisor\n"
+        "supervisor.Supervisor.run = lambda self: print(len(self.slots), 'torch' in sys.modules) or 0\n"
+        "from worker import cli\n"
+        "sys.exit(cli.main(['--gpus', 'cpu', '--trials-per-gpu', '2']))\n"
+    )
+    env = {**os.environ, "HPO_DATABASE_URL": f"sqlite:///{tmp_path / 'hpo.db'}"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "False"]
