@@ -40,15 +40,25 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def shared_datasets() -> Path:
+    """The workplace's real CIFAR-10 sets (../shared/datasets, or HPO_SHARED_DATASETS): read in place."""
+    return Path(os.environ.get("HPO_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are kept (HPO_CACHE_DIR, as the worker reads it)."""
+    return Path(os.environ.get("HPO_CACHE_DIR", Path.home() / ".cache" / "hpo"))
+
+
 def data_dir() -> Path:
     """HPO_DATA_DIR if set, else the bundled sample's folder."""
     return Path(os.environ.get("HPO_DATA_DIR", REPO / "data"))
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    """Write benchmarks/results/<name>.json with the machine and a timestamp."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, payload: dict[str, Any], folder: Path = RESULTS) -> Path:
+    """Write <folder>/<name>.json (default benchmarks/results/) with the machine and a timestamp."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(
         json.dumps(
             {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **payload}, indent=2

@@ -39,7 +39,7 @@ import numpy as np
 import optuna
 import torch
 
-from benchmarks.common import RESULTS, data_dir, save, table
+from benchmarks.common import RESULTS, cache_dir, save, shared_datasets, table
 from benchmarks.search_efficiency import run_grid, setting
 from objectives.config import TrainingConfig
 from objectives.data import load_dataset
@@ -51,7 +51,9 @@ LRS = [float(10**x) for x in np.linspace(-4, -1, 13)]
 BATCHES = [32, 64, 128, 256]  # search_efficiency's SPACE
 AUGS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 GOAL = 5.0
-CURVES_VERSION = 2  # 2: the grid's target is its best config retrained; evaluation with eval_flip
+CURVES_VERSION = (
+    3  # 2: the grid's target is its best config retrained, eval_flip; 3: 1,000+ validation images of cifar10-full
+)
 Cell = tuple[int, int, int]  # (quarter decades of lr, batch size, fifths of aug_strength)
 SamplerForSlot = Callable[[int], optuna.samplers.BaseSampler]
 # a search: (replay index, epochs, grid best's config) -> the sampler for each trial slot, and the pruner
@@ -101,7 +103,7 @@ _DATASET: dict[str, Any] = {}
 def _load(dataset: dict[str, Any]) -> None:
     global _DATA
     torch.set_num_threads(1)
-    _DATA = load_dataset(dataset, data_dir=data_dir(), device="cpu")
+    _DATA = load_dataset(dataset, data_dir=shared_datasets(), device="cpu", cache_dir=cache_dir())
     _DATASET.update(dataset)
 
 
