@@ -114,7 +114,7 @@ STATUS_CHANGE: dict[str, Any] = {"response_model": StudyOut, "responses": answer
 @router.patch(
     "/{name}",
     response_model=StudyOut,
-    responses={**answers(404, 409), 422: {"description": "an invalid change; nothing written"}},
+    responses={**answers(400, 404, 409, 413), 422: {"description": "an invalid change; nothing written"}},
 )
 def patch_study(name: str, change: StudyChange, session: SessionDep, tallies: TalliesDep, specs: SpecsDep) -> StudyOut:
     """Change a running, paused or stopped study's ``max_trials`` or ``stop_when`` (not below the

@@ -371,6 +371,16 @@ def test_a_body_that_is_not_utf8_is_a_documented_400(api):
     assert {"400", "401", "403", "409", "413", "422", "503"} <= set(documented)
 
 
+def test_a_patch_whose_body_is_not_utf8_or_too_big_is_a_documented_refusal_and_changes_nothing(api):
+    api.post("/studies", json=make_spec())
+    answer = api.patch("/studies/cifar-search", content=b"\xff\xfeg", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "detail" in answer.json()  # the fuzzer found this one undocumented
+    assert api.patch("/studies/cifar-search", json={"max_trials": 5, "pad": "x" * 1_100_000}).status_code == 413
+    documented = api.get("/openapi.json").json()["paths"]["/studies/{name}"]["patch"]["responses"]
+    assert {"400", "404", "409", "413", "422"} <= set(documented)
+    assert api.get("/studies/cifar-search").json()["max_trials"] == make_spec()["max_trials"]
+
+
 def test_the_dashboard_names_the_objective(api):
     """optuna-dashboard shows "val_accuracy", not "Objective 0", as what a trial's value is."""
     api.post("/studies", json=make_spec())
