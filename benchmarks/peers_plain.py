@@ -71,7 +71,8 @@ def optimize(race: Race, url: str, study_name: str, index: int, seconds_file: Pa
 
     def objective(trial: optuna.Trial) -> float:
         config = TrainingConfig.model_validate(race.training_config(suggest(trial)))
-        trial.set_user_attr("process", os.getpid())  # which process trains it (the --fault run kills one)
+        if race.fault:  # which process trains it: the --fault run kills one (a write plain Optuna does not do)
+            trial.set_user_attr("process", os.getpid())
 
         def report(epoch: int, val_accuracy: float) -> None:
             trial.report(val_accuracy, epoch)
