@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from service.studies.lifecycle import study_status
 from worker.claims import Claim, claim_trial
 from worker.objective import TrialObjective, hand_back
 from worker.runner import ProcessPoisoned, run_claimed
-from worker.slots import SlotConfig, TrialQuota
+from worker.slots import SlotConfig, TrialQuota, process_identity
 from worker.study_choice import choose, survey
 
 log = logging.getLogger("hpo.worker")
@@ -58,7 +57,7 @@ class SlotLoop:
         # Optuna's in-process trial cache around the storage, shared by the claims and every Study,
         # so that the cache knows the trials the claims create.
         self.storage = trial_cache(call_with_retry(lambda: db.storage))  # building it connects: retried
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"  # the "worker" user attribute of its trials
+        self.identity = process_identity(os.getpid())  # the "worker" user attribute of its trials
         self._loaded: dict[tuple[str, int], tuple[StudySpec, optuna.Study]] = {}  # by study name and record id
         self._last_study: str | None = None  # the study of the last trial this slot ran
         self._surveyed_at = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,11 @@ class SlotConfig:
     study: str | None  # serve only this study
     burst: bool  # exit when no work is left
     poll_seconds: float  # wait between looks for work
+
+
+def process_identity(pid: int) -> str:
+    """HOST:PID, the ``worker`` user attribute of the trials a slot process claims."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 class TrialQuota:

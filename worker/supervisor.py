@@ -11,6 +11,7 @@ from typing import Any
 
 from worker.child_process import child_main
 from worker.progress import terminal_progress
+from worker.release import DeadSlotRelease
 from worker.signals import RestartPolicy, StopKind, StopRequests
 from worker.slots import SlotConfig, TrialQuota
 
@@ -23,7 +24,8 @@ class Supervisor:
     First signal: children finish their current epoch, hand their trial back, and exit.
     Second signal: children are killed at once (their trials go stale and are retried), unless
     it is a SIGTERM right after the first (worker.signals: the same request, e.g. to the group).
-    A crashed child is restarted after a backoff that does not hold up watching the others.
+    A crashed child is restarted after a backoff that does not hold up watching the others, and
+    its trial is handed back for a retry at once (worker.release), not a heartbeat grace later.
     """
 
     def __init__(self, slots: list[SlotConfig], max_trials: int | None, bars: bool = False) -> None:
@@ -35,6 +37,7 @@ class Supervisor:
         self.started_at: dict[int, float] = {}  # time.monotonic() each slot's child started
         self.restart_at: dict[int, float] = {}  # slots waiting out their backoff, and until when
         self.restarts = RestartPolicy()
+        self.release = DeadSlotRelease()
         self.stop_requests = StopRequests()
         self.shutdown = False
         self.log_queue: Any = None  # where children send their log records while the bars are drawn
@@ -43,8 +46,11 @@ class Supervisor:
         """Supervise until every child has exited on purpose; returns the process exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        with terminal_progress(self.context, len(self.slots), self.bars) as self.log_queue:
-            self._supervise()
+        try:
+            with terminal_progress(self.context, len(self.slots), self.bars) as self.log_queue:
+                self._supervise()
+        finally:
+            self.release.close()
         log.info("worker exiting")
         return 0
 
@@ -57,6 +63,8 @@ class Supervisor:
                 if proc.is_alive():
                     continue
                 del self.procs[index]
+                if proc.exitcode != 0 and proc.pid is not None:
+                    self.release.release(index, proc.pid)
                 if proc.exitcode != 0 and not self.shutdown:
                     self._schedule_restart(self.slots[index], proc.exitcode)
             now = time.monotonic()
@@ -79,7 +87,7 @@ class Supervisor:
         reason = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
         delay = self.restarts.delay(slot.index, time.monotonic() - self.started_at[slot.index])
         log.warning(
-            "slot %s died (%s); restarting in %ss. Its trial, if any, is retried after its heartbeat goes stale",
+            "slot %s died (%s); restarting in %ss. Its trial, if any, is handed back for a retry",
             slot.index,
             reason,
             delay,

@@ -47,6 +47,8 @@ POOLS = {
     # The API's notification dispatcher (service/notify): a pool of its own, so that a slow
     # receiver, whose row stays locked while it is sent, never holds a request's connection.
     "notify": PoolPlan(size=1, overflow=0, ping=True),
+    # A worker's supervisor, which hands back the trials of a slot it saw die (worker/release.py).
+    "supervisor": PoolPlan(size=1, overflow=1, ping=True),
     "tool": PoolPlan(size=1, overflow=2, ping=True),  # the CLI, migrations, tests, benchmarks
 }
 POOL_TIMEOUT_SECONDS = 10  # waiting longer for a pooled connection raises (the API answers 503)

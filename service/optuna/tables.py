@@ -9,6 +9,7 @@ migration 0003_claim_indexes adds). A page of trials is read in service/optuna/p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import BindParameter
 
+WORKER_ATTR = "worker"  # user attribute of a trial: the process that claimed it, HOST:PID (worker/slot_loop.py)
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
 LARGEST_ID = 2**31 - 1  # Optuna's ids are 32-bit integers
 COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
@@ -214,3 +216,15 @@ def waiting_trial_ids(session: Session, study_id: int) -> list[int]:
     trial = models.TrialModel
     query = select(trial.trial_id).where(trial.study_id == study_id, trial.state == TrialState.WAITING)
     return list(session.execute(query.order_by(trial.number)).scalars())
+
+
+def running_trials_of_worker(identity: str) -> Select[str, int]:
+    """(study name, trial id) of the RUNNING trials whose ``worker`` user attribute is ``identity``."""
+    study, trial, attr = models.StudyModel, models.TrialModel, models.TrialUserAttributeModel
+    return (
+        select(study.study_name, trial.trial_id)
+        .join(trial, trial.study_id == study.study_id)
+        .join(attr, (attr.trial_id == trial.trial_id) & (attr.key == WORKER_ATTR))
+        .where(trial.state == TrialState.RUNNING, attr.value_json == json.dumps(identity))
+        .order_by(trial.trial_id)
+    )

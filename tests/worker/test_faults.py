@@ -54,6 +54,25 @@ def test_kill_9_of_a_worker_group_is_retried_and_resumed_from_its_checkpoint(pg_
     assert any(r.user_attrs.get("resumed_from_epoch", 0) >= 1 for r in retries)
 
 
+def test_a_slot_killed_mid_trial_has_its_trial_retried_at_once_not_a_heartbeat_grace_later(pg_db, tmp_path):
+    new_study(pg_db, max_trials=1, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    log = tmp_path / "worker.log"
+    worker = start_worker(pg_db, tmp_path, "--burst", log=log, env={"HPO_HEARTBEAT_GRACE": "600"})
+    wait_for(lambda: running_trial_past_epoch(pg_db, "s", 1) is not None, 120, "a trial past epoch 1")
+    victim = running_trial_past_epoch(pg_db, "s", 1)
+    assert victim is not None
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)  # the slot, not its supervisor
+
+    # The supervisor saw it die and handed the trial back: retried within seconds, not after 600 s.
+    wait_for(lambda: any("failed_trial" in t.system_attrs for t in trials(pg_db, "s")), 30, "the retry")
+    assert finish(worker) == 0, log.read_text()
+    assert_exact_budget(pg_db, "s", 1)
+    first, retry = trials(pg_db, "s")
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+    assert "handed back trial id(s)" in log.read_text()
+
+
 def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_db, tmp_path):
     new_study(pg_db, max_trials=2, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
     first = start_worker(pg_db, tmp_path, log=tmp_path / "first.log")
