@@ -1,10 +1,12 @@
 """The fault of ``benchmarks.peers --fault``: one training process killed mid-trial, and what became of its trial.
 
-A third of the way into the budget, one process training a trial gets SIGKILL: a slot of the
-service's worker (its supervisor starts a new one), one of plain Optuna's two processes (started
-again, as systemd would), one of Ray's trial actors (Ray restarts the trial itself). Afterwards the
-killed trial's fate is read from the system's own records: resumed after the epoch it had
-checkpointed, run again from epoch 1, or not run again within the budget.
+A third of the way into the budget (or the first moment after it when a process has reported
+an epoch of its trial: both may be in a new trial's first epoch then), one process training a
+trial gets SIGKILL: a slot of the service's worker (its supervisor starts a new one), one of plain
+Optuna's two processes (started again, as systemd would), one of Ray's trial actors (Ray restarts
+the trial itself). Afterwards the killed trial's fate is read from the system's own records:
+resumed after the epoch it had checkpointed, run again from epoch 1, or not run again within the
+budget.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from optuna.trial import TrialState
 from benchmarks.peers_race import descendants, kill, proc_stats
 
 FAULT_AT = 1 / 3  # of the budget
+FAULT_WINDOW_S = 60.0  # from FAULT_AT on, how long to wait for a process with an epoch of its trial reported
 PIDS_ENV = "PEERS_TRIAL_PIDS"  # the file where Ray's trainables write "trial_id pid" lines
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import optuna
 
-from benchmarks.peers_faults import FAULT_AT, optuna_fate, running_trial_of
+from benchmarks.peers_faults import FAULT_AT, FAULT_WINDOW_S, optuna_fate, running_trial_of
 from benchmarks.peers_optuna_watch import StudyWatch
 from benchmarks.peers_race import CONCURRENT, SPACE, Events, Race
 
@@ -109,10 +109,15 @@ def run_plain_optuna(race: Race, url: str, work: Path) -> list[dict[str, Any]]:
         processes = [start(index) for index in range(min(CONCURRENT, race.max_trials))]
         try:
             if race.fault:
-                watch.watch_until(events.started + race.budget_s * FAULT_AT, _test_accuracy, race.max_trials)
-                fault = kill_a_process(processes, storage, name)
+                fault_at = events.started + race.budget_s * FAULT_AT
+                watch.watch_until(fault_at, _test_accuracy, race.max_trials)
+                while (fault := kill_a_process(processes, storage, name)).get("killed_trial") is None and (
+                    time.time() < fault_at + FAULT_WINDOW_S
+                ):
+                    watch.watch_until(time.time() + 0.5, _test_accuracy, race.max_trials)
                 fault["killed_at"] = time.time() - events.started
-                processes.append(start(fault.pop("index")))  # started again, as systemd would
+                if (index := fault.pop("index")) is not None:
+                    processes.append(start(index))  # started again, as systemd would
             watch.watch_until(events.started + race.budget_s, _test_accuracy, race.max_trials)
         finally:
             for process in processes:
@@ -141,7 +146,7 @@ def kill_a_process(
             process.kill()
             process.wait()
             return {"index": index, "killed_trial": number}
-    return {"index": 0}
+    return {"index": None}
 
 
 def _test_accuracy(trial: optuna.trial.FrozenTrial) -> float | None:

@@ -17,7 +17,7 @@ import httpx
 import optuna
 
 from benchmarks.chaos_cluster import api_service, service_env, wait_until_up, worker_service
-from benchmarks.peers_faults import FAULT_AT, kill_a_service_slot, optuna_fate
+from benchmarks.peers_faults import FAULT_AT, FAULT_WINDOW_S, kill_a_service_slot, optuna_fate
 from benchmarks.peers_optuna_watch import StudyWatch
 from benchmarks.peers_race import CONCURRENT, SPACE, Events, Race
 from cli.local_api import free_port
@@ -55,8 +55,11 @@ def run_service(race: Race, url: str, work: Path) -> list[dict[str, Any]]:
         watch = StudyWatch(storage, name, events)
         fault = None
         if race.fault:
-            watch.watch_until(events.started + race.budget_s * FAULT_AT, _test_accuracy, race.max_trials)
-            fault = kill_a_service_slot(storage, name)  # the worker's supervisor starts a new slot
+            fault_at = events.started + race.budget_s * FAULT_AT
+            watch.watch_until(fault_at, _test_accuracy, race.max_trials)
+            # the worker's supervisor starts a new slot; until one has reported an epoch, nothing to kill
+            while (fault := kill_a_service_slot(storage, name)) is None and time.time() < fault_at + FAULT_WINDOW_S:
+                watch.watch_until(time.time() + 0.5, _test_accuracy, race.max_trials)
             killed_at = time.time() - events.started
         watch.watch_until(events.started + race.budget_s, _test_accuracy, race.max_trials)
     finally:
