@@ -97,7 +97,8 @@ def plain_process(url: str, name: str, n_trials: int, ready: Any, start: Any, re
 
     def objective(trial: optuna.Trial) -> float:
         latencies.append(time.perf_counter() - asked[0])
-        x = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        x = trial.suggest_float("lr", 1e-4, 1e-1, log=True)  # the template study's SEARCHED parameters
+        trial.suggest_float("aug_strength", 0.0, 1.0)
         for epoch in (1, 2, 3):
             trial.report(0.1 * epoch, epoch)
         return x
@@ -111,6 +112,13 @@ def plain_process(url: str, name: str, n_trials: int, ready: Any, start: Any, re
 
 
 STUDY = "bench"
+# What both sides suggest per trial; the plain objective asks for the same two. (Until 2026-12-03 the
+# plain side asked for lr alone, while the spec's default space added aug_strength to the project's:
+# a parameter write, its two reads and a check more per project trial.)
+SEARCHED = {
+    "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+    "aug_strength": {"type": "float", "low": 0.0, "high": 1.0},
+}
 
 
 def template_database(server: str, existing: int, trials: int) -> str:
@@ -132,7 +140,7 @@ def template_database(server: str, existing: int, trials: int) -> str:
         "max_trials": existing + trials,
         "sampler": {"name": "random"},
         "pruner": {"name": "none"},
-        "search_space": {"lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}, "batch_size": 128},
+        "search_space": {**SEARCHED, "batch_size": 128},
     }
     database = Database(url)
     with database.sessions() as session:  # the plain side uses the same Optuna study
@@ -150,11 +158,17 @@ def prefill(url: str, name: str, count: int) -> None:
 
     storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
     study = optuna.load_study(study_name=name, storage=storage)
-    dist: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    dist: dict[str, BaseDistribution] = {
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "aug_strength": FloatDistribution(0, 1),
+    }
     study.add_trials(
         [
             optuna.trial.create_trial(
-                params={"lr": 0.001}, distributions=dist, value=0.3, intermediate_values={1: 0.1, 2: 0.2, 3: 0.3}
+                params={"lr": 0.001, "aug_strength": 0.5},
+                distributions=dist,
+                value=0.3,
+                intermediate_values={1: 0.1, 2: 0.2, 3: 0.3},
             )
             for _ in range(count)
         ]

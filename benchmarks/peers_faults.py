@@ -21,6 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from benchmarks.peers_race import descendants, kill, proc_stats
+from service.optuna.tables import WORKER_ATTR
 
 FAULT_AT = 1 / 3  # of the budget
 FAULT_WINDOW_S = 60.0  # from FAULT_AT on, how long to wait for a process with an epoch of its trial reported
@@ -51,7 +52,7 @@ def running_trial_of(storage: optuna.storages.BaseStorage, study: str, attr: str
 def kill_a_service_slot(storage: optuna.storages.BaseStorage, study: str) -> dict[str, Any] | None:
     """Kill one worker slot that is training a trial; which trial it was."""
     for pid in descendants_running("multiprocessing.spawn"):
-        number = running_trial_of(storage, study, "worker", f"{socket.gethostname()}:{pid}")
+        number = running_trial_of(storage, study, WORKER_ATTR, f"{socket.gethostname()}:{pid}")
         if number is not None:
             kill(pid)
             return {"killed_trial": number}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from service.db.database import Database
 from service.db.models import StudyRecord
@@ -24,6 +25,7 @@ class Claim:
     budget: Budget  # counts just before the claim
     from_waiting_queue: bool  # a retry or an enqueued config, not a trial created by this claim
     first_beat_committed: bool  # the trial's first heartbeat committed with the claim
+    created: FrozenTrial | None = None  # the trial as this claim created it (None: popped from the waiting queue)
 
 
 def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[str, Any]) -> Claim | None:
@@ -56,6 +58,13 @@ def claim_trial(db: Database, name: str, storage: BaseStorage, attrs: Mapping[st
         if claimed.in_claim_transaction and not committed:
             return None  # the trial went with the transaction; the slot looks for work again
         cache_claimed_trial(storage, optuna_id, claimed, attrs)
-        return Claim(claimed.trial_id, record, budget, claimed.from_waiting_queue, first_beat_committed=committed)
+        return Claim(
+            claimed.trial_id,
+            record,
+            budget,
+            claimed.from_waiting_queue,
+            first_beat_committed=committed,
+            created=claimed.created,
+        )
     finally:
         lock.release()

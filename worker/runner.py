@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from objectives.gpu_failures import GpuFailure, classify, release_cached_memory
 from service.optuna.storage import TunedRDBStorage
@@ -49,15 +49,17 @@ def run_claimed(
     objective: Callable[[optuna.Trial], float],
     storage: TunedRDBStorage,
     first_beat_done: bool = False,
+    created: FrozenTrial | None = None,
 ) -> Outcome:
     """Run ``objective`` on the claimed trial while its heartbeat beats; returns how it ended.
 
-    ``storage`` records the heartbeats (``first_beat_done``: the claim recorded the first). An
+    ``storage`` records the heartbeats (``first_beat_done``: the claim recorded the first);
+    ``created``: the trial as the claim created it, so that it is not read back. An
     exception from the objective ends the trial as FAIL, with the user attribute ``error``
     (its type and message) and a log line; TrialPruned ends it as PRUNED. After running out of
     GPU memory, torch's cached GPU memory is released (``Outcome.gpu_failure`` says so).
     """
-    trial = trial_handle(study, trial_id)
+    trial = trial_handle(study, trial_id, created)
     value: float | None = None
     state: TrialState | None = None  # None: COMPLETE if the value is a finite number, else FAIL
     error: str | None = None

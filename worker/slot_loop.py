@@ -19,11 +19,12 @@ from service.artifacts import prune_unpinned_weights, study_artifact_dir, weight
 from service.db.database import Database
 from service.db.models import StudyRecord, StudyStatus
 from service.db.retry import call_with_retry
-from service.optuna.storage import trial_cache
+from service.optuna.tables import WORKER_ATTR
+from service.optuna.trial_cache import trial_cache
 from service.scheduling.failures import record_trial_outcome
-from service.scheduling.stopping import check_stop_rules_of
+from service.scheduling.stopping import check_stop_rules_of, has_stop_rules
 from service.scheduling.sweeper import sweep_stale_trials
-from service.scheduling.trial_events import trial_ended
+from service.scheduling.trial_events import study_spec, trial_ended
 from service.settings import Settings
 from service.spec.schema import StudySpec
 from service.spec.strategy import build_pruner, build_sampler
@@ -93,7 +94,7 @@ class SlotLoop:
         A fault that concerns this trial alone (a spec this version cannot read, the study
         deleted while the trial ran) fails or drops the trial; the slot goes on serving.
         """
-        claim = call_with_retry(claim_trial, self.db, name, self.storage, {"worker": self.identity})
+        claim = call_with_retry(claim_trial, self.db, name, self.storage, {WORKER_ATTR: self.identity})
         if claim is None:
             return False
         try:
@@ -130,7 +131,9 @@ class SlotLoop:
             storage=self.db.storage,
             may_be_retry=claim.from_waiting_queue,
         )
-        outcome = run_claimed(study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed)
+        outcome = run_claimed(
+            study, claim.trial_id, objective, self.db.storage, claim.first_beat_committed, claim.created
+        )
         if objective.handed_back:
             handed = call_with_retry(self.storage.get_trial, claim.trial_id)  # this trial alone, not the study
             call_with_retry(hand_back, study, handed, self.db)
@@ -172,13 +175,16 @@ class SlotLoop:
     def _count(self, name: str, trial_id: int, error: str | None, limit: int) -> None:
         """Tell the failure guard how the trial ended (service/scheduling/failures.py), write the
         events it raises (service/scheduling/trial_events.py) and check the study's stopping rules
-        (service/scheduling/stopping.py), in one transaction."""
+        (service/scheduling/stopping.py), in one transaction. The study's row is locked only to
+        check stopping rules, where it has some: a lock at every trial's end would queue the
+        other slots' claims (the study lock is that row's) behind this transaction."""
 
         def record() -> tuple[str | None, str | None]:
             with self.db.session() as session:
-                trial_ended(session, name, trial_id, error)
+                spec = study_spec(session, name)
+                trial_ended(session, name, trial_id, error, spec)
                 paused = record_trial_outcome(session, name, error=error, limit=limit)
-                return paused, check_stop_rules_of(session, name)
+                return paused, check_stop_rules_of(session, name) if has_stop_rules(spec) else None
 
         paused, completed = call_with_retry(record)
         if paused is not None:

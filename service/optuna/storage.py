@@ -22,6 +22,9 @@ and those tests, nothing else. What is used, and why:
 - ``optuna.study._tell._tell_with_warning``: how ``Study.optimize`` finishes a trial, without
   the read-back ``Study.tell`` adds; ``Trial(study, trial_id)`` and ``Trial._trial_id``;
   ``RDBStorage._create_new_trial`` (the creation without our retry) (trials.py).
+- Optuna's trial cache (``_CachedStorage``), subclassed as the worker's ``TrialCache``
+  (trial_cache.py), which answers the two reads of a running trial that Optuna's ``Trial()`` and
+  its tell make from the trial as this process holds it (``Trial._get_latest_trial``).
 - How Optuna's waiting queue pops a trial (``Study._pop_waiting_trial_id``), the heartbeat thread
   (``optuna.storages._heartbeat``; the claim commits a trial's first beat, so the thread
   skips it), the trial cache that ``optuna.storages.get_storage`` wraps
@@ -42,12 +45,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 from optuna_dashboard._note import note_ver_key, split_body
-from sqlalchemy import Engine, Executable, func, select, update
+from sqlalchemy import Engine, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
@@ -219,8 +222,8 @@ def _upsert_attrs(session: Session, model: Any, owner: dict[str, int], attrs: Ma
         return
     rows = [{**owner, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
     statement = _attr_upsert(session.get_bind().dialect.name, model, *owner)
-    if statement is not None:
-        session.connection().execute(statement, rows)
+    if statement is not None:  # one multi-row INSERT: a list of parameters would be a round trip per row
+        session.connection().execute(statement.values(rows))
         return
     for row in rows:  # no ON CONFLICT (e.g. MySQL): let the ORM merge row by row
         existing = session.query(model).filter_by(**owner, key=row["key"]).one_or_none()
@@ -256,17 +259,17 @@ def trial_is_running(session: Session, trial_id: int) -> bool:
 
 
 @functools.cache
-def _attr_upsert(dialect_name: str, model: Any, owner: str) -> Executable | None:
+def _attr_upsert(dialect_name: str, model: Any, owner: str) -> Insert | None:
     return _upsert(dialect_name, model, [getattr(model, owner), model.key], "value_json")
 
 
 @functools.cache
-def _heartbeat_upsert(dialect_name: str) -> Executable | None:
+def _heartbeat_upsert(dialect_name: str) -> Insert | None:
     model = models.TrialHeartbeatModel
     return _upsert(dialect_name, model, [model.trial_id], "heartbeat", heartbeat=func.current_timestamp())
 
 
-def _upsert(dialect_name: str, model: Any, keys: list[Any], column: str, **values: Any) -> Executable | None:
+def _upsert(dialect_name: str, model: Any, keys: list[Any], column: str, **values: Any) -> Insert | None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE SET column = the new value; None without ON CONFLICT."""
     dialect = _UPSERT_DIALECTS.get(dialect_name)
     if dialect is None:
@@ -288,8 +291,3 @@ def upgrade_optuna_schema(url: str, engine_options: dict[str, Any]) -> None:
 # The storage methods Optuna's trial cache calls by their private names (a trial's suggest, for
 # one, writes through _set_trial_param): service/optuna/resilient.py retries them like the public ones.
 CACHE_BACKEND_CALLS = ("_set_trial_param", "_get_trials", "_get_best_trial_id", "_get_stale_trial_ids")
-
-
-def trial_cache(storage: RDBStorage) -> BaseStorage:
-    """The storage wrapped in Optuna's in-process trial cache, as ``optuna.load_study`` would wrap it."""
-    return optuna.storages.get_storage(storage)

@@ -7,6 +7,7 @@ Pinned by tests/service/test_optuna_internals.py, like the rest of service/optun
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import threading
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from service.optuna.storage import TunedRDBStorage, upsert_heartbeat, upsert_user_attrs
 from service.optuna.tables import waiting_trial_ids
+from service.optuna.trial_cache import held
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,20 @@ def study_id(trial: optuna.Trial) -> int:
     return int(trial.study._study_id)
 
 
-def trial_handle(study: optuna.Study, claimed_trial_id: int) -> optuna.Trial:
-    """The ``optuna.Trial`` an objective is called with, for a trial this process already set RUNNING."""
-    return optuna.Trial(study, claimed_trial_id)
+def trial_handle(study: optuna.Study, claimed_trial_id: int, created: FrozenTrial | None = None) -> optuna.Trial:
+    """The ``optuna.Trial`` an objective is called with, for a trial this process already set RUNNING.
+
+    ``created``: the trial as this process's claim created it (``ClaimedTrial.created``, with the
+    user attributes the claim wrote). Optuna's constructor reads the trial back; on the worker's
+    trial cache it gets a copy of ``created`` instead (service/optuna/trial_cache.py). Without it
+    (a trial popped from the waiting queue, which may hold fixed parameters or a retry's
+    reports), the constructor reads it.
+    """
+    if created is None:
+        return optuna.Trial(study, claimed_trial_id)
+    assert created._trial_id == claimed_trial_id, "the created trial is another trial"
+    with held(study._storage, copy.deepcopy(created)):  # the Trial changes its copy as it runs
+        return optuna.Trial(study, claimed_trial_id)
 
 
 def tell(
@@ -94,9 +107,17 @@ def tell(
     """Finish a trial as ``Study.optimize`` does; returns the state told and why it failed, if it did.
 
     ``state`` None: COMPLETE if ``value`` is a finite number, else FAIL. A trial someone else
-    finished already is left as it is.
+    finished already is left as it is. On the worker's trial cache, Optuna's read of the trial
+    is answered by the trial as this process knows it (``Trial._get_latest_trial``); a trial
+    finished elsewhere is then told by the state change, which the database refuses.
     """
-    told, _, failure = _tell_with_warning(study, trial, value, state, skip_if_finished=True, suppress_warning=True)
+    try:
+        with held(study._storage, trial._get_latest_trial()):
+            told, _, failure = _tell_with_warning(
+                study, trial, value, state, skip_if_finished=True, suppress_warning=True
+            )
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return study._storage.get_trial(trial_id(trial)).state, None  # as the skip would have answered
     return told, failure
 
 
@@ -190,13 +211,11 @@ def cache_claimed_trial(
     trial does, so that later reads refresh it. A created trial is added as the claim wrote it
     (with ``attrs``, its first user attributes); a popped one is read (six statements).
     """
+    if claimed.created is not None:
+        claimed.created.user_attrs = json.loads(json.dumps(dict(attrs or {})))  # as a read would return them
     if not isinstance(storage, _CachedStorage):
         return
-    if claimed.created is not None:
-        trial = claimed.created
-        trial.user_attrs = json.loads(json.dumps(dict(attrs or {})))  # as a read would return them
-    else:
-        trial = storage._backend.get_trial(claimed.trial_id)
+    trial = claimed.created if claimed.created is not None else storage._backend.get_trial(claimed.trial_id)
     with storage._lock:
         info = storage._studies.setdefault(study_id, _StudyInfo())
         storage._add_trials_to_cache(study_id, [trial])

@@ -14,6 +14,7 @@ Paused and stopped time does not count towards ``max_wall_clock_s``: ``paused_si
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -50,6 +51,12 @@ def check_stop_rules(session: Session, record: StudyRecord, optuna_id: int) -> s
         if changed.rowcount:
             emit(session, study=record.name, spec=record.spec, event="study.completed", data={"reason": reason})
     return reason
+
+
+def has_stop_rules(spec: dict[str, Any] | None) -> bool:
+    """Whether a stored spec has ``stop_when`` rules (without them there is nothing to check, and
+    no reason to lock the study's row when a trial ends)."""
+    return bool(spec and spec.get("stop_when"))
 
 
 def check_stop_rules_of(session: Session, name: str) -> str | None:

@@ -4,6 +4,8 @@ study). Written in the transaction in which the worker counts the trial (worker/
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,9 +15,14 @@ from service.optuna.stop_stats import trial_result
 from service.settings import get_settings
 
 
-def trial_ended(session: Session, name: str, trial_id: int, error: str | None) -> None:
-    """Emit what the trial's end means to the study's receivers; the caller commits."""
-    spec = session.execute(select(StudyRecord.spec).where(StudyRecord.name == name)).scalar_one_or_none()
+def study_spec(session: Session, name: str) -> dict[str, Any] | None:
+    """The spec of the study called ``name`` as stored (None: no such study)."""
+    return session.execute(select(StudyRecord.spec).where(StudyRecord.name == name)).scalar_one_or_none()
+
+
+def trial_ended(session: Session, name: str, trial_id: int, error: str | None, spec: dict[str, Any] | None) -> None:
+    """Emit what the trial's end means to the receivers of the study (whose stored ``spec`` the
+    caller has read: ``study_spec``); the caller commits."""
     if not spec or not (spec.get("notify") or get_settings().notify_url):
         return  # nobody listens: no read of the trial either
     number, value, best_before = trial_result(session, trial_id)

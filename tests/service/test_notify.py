@@ -21,7 +21,7 @@ from service.notify.dispatcher import deliver_due, signature
 from service.notify.outbox import emit
 from service.optuna.trials import trial_id
 from service.scheduling.failures import record_trial_outcome
-from service.scheduling.trial_events import trial_ended
+from service.scheduling.trial_events import study_spec, trial_ended
 from tests.conftest import make_spec
 
 SECRET = "notify-secret-0123456789"
@@ -188,7 +188,8 @@ def test_a_failed_trial_and_a_new_best_at_most_once_a_minute_are_events(api, db,
         study.tell(trial, value, state=None if value is not None else optuna.trial.TrialState.FAIL)
         told.append(trial)
         with db.session() as session:
-            trial_ended(session, "cifar-search", trial_id(trial), None if value is not None else "RuntimeError: boom")
+            error = None if value is not None else "RuntimeError: boom"
+            trial_ended(session, "cifar-search", trial_id(trial), error, study_spec(session, "cifar-search"))
     with db.session() as session:
         rows = [(r.event, json.loads(r.body)["data"]) for r in session.query(OutboxEvent).order_by(OutboxEvent.id)]
     assert rows == [

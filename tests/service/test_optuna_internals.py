@@ -25,6 +25,7 @@ from service.db.database import Database, Heartbeat
 from service.optuna import storage as internals
 from service.optuna import tables, trials
 from service.optuna.resilient import build_storage
+from service.optuna.trial_cache import trial_cache
 from service.scheduling.budget import Budget, Progress, read_budget
 from service.spec.schema import StudySpec
 from service.studies.lifecycle import create_study
@@ -324,7 +325,7 @@ def test_tell_finishes_a_trial_as_optimize_does(running: Setup, value, state, to
 
 def test_the_waiting_queue_pops_the_oldest_trial_once(db):
     study_id = new_study(db, enqueue=[{"lr": 0.001}, {"lr": 0.002}])
-    storage = internals.trial_cache(db.storage)
+    storage = trial_cache(db.storage)
     with db.session() as session:
         queue = tables.waiting_trial_ids(session, study_id)
     first = trials.pop_waiting_trial(storage, queue)
@@ -340,7 +341,7 @@ def test_the_waiting_queue_pops_the_oldest_trial_once(db):
 
 def test_a_trial_created_through_the_cache_is_seen_by_a_study_on_it(running: Setup):
     database = running[0]
-    cached = internals.trial_cache(database.storage)
+    cached = trial_cache(database.storage)
     study = optuna.load_study(study_name="s", storage=cached)
     created = cached.create_new_trial(study._study_id)
     assert created in {trials.trial_id(t) for t in study.get_trials(deepcopy=False)}
@@ -391,7 +392,7 @@ def test_a_claimed_trial_the_cache_never_saw_takes_parameters_once_cached(db):
     """The claim pops by SQL, not through the cache; a sampler that reads no trials (random) then
     sets parameters through a cache that must know the trial: cache_claimed_trial adds it."""
     study_id = new_study(db, enqueue=[{"lr": 0.001}])
-    storage = internals.trial_cache(db.storage)
+    storage = trial_cache(db.storage)
     study = optuna.load_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler())
     with db.session() as session:
         popped = trials.pop_waiting_trial(storage, tables.waiting_trial_ids(session, study_id))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from service.db.database import Database
-from service.optuna.storage import trial_cache
+from service.optuna.trial_cache import trial_cache
 from tests.worker.helpers import new_study, set_status
 from worker.claims import claim_trial
 from worker.runner import run_claimed
@@ -104,7 +104,8 @@ def test_a_claimed_trial_ends_in_the_state_its_objective_chose(db, outcome, stat
             raise ValueError("boom")
         return 0.75
 
-    assert run_claimed(study, claim.trial_id, objective, db.storage, claim.first_beat_committed).state == state
+    ended = run_claimed(study, claim.trial_id, objective, db.storage, claim.first_beat_committed, claim.created)
+    assert ended.state == state
     trial = db.storage.get_trial(claim.trial_id)
     assert trial.state == state and trial.value == value  # a pruned trial keeps its last reported value
     assert trial.user_attrs.get("error") == ("ValueError: boom" if outcome == "raise" else None)
@@ -116,3 +117,59 @@ def test_a_trial_whose_objective_returns_nan_fails_with_the_reason(db):
     assert claim is not None
     assert run_claimed(study, claim.trial_id, lambda trial: float("nan"), db.storage).state == TrialState.FAIL
     assert db.storage.get_trial(claim.trial_id).user_attrs["error"] == "the objective returned nan, not a finite number"
+
+
+def trial_reads(db: Database) -> list[str]:
+    """Statements that read one trial whole, recorded from now on: on a worker's path only Optuna's
+    ``get_trial`` reads one trial's system attributes (the trial cache's refresh of a study reads
+    those of many trials at once, ``trial_id IN (...)``)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *_) -> None:
+        if "FROM trial_system_attributes" in statement and " IN (" not in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_trial_the_claim_created_is_run_and_told_without_being_read_back(db, known):
+    """Optuna reads a running trial back whole when its Trial is built and when it is told; the
+    worker's trial cache answers both from the trial as the claim created it and as it ran."""
+    cached, study = setup(db)
+    claim = claim_trial(db, "s", cached, {"worker": "w:1"})
+    assert claim is not None and claim.created is not None
+    handles: list[optuna.Trial] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        handles.append(trial)
+        trial.suggest_float("lr", 1e-4, 0.1, log=True)
+        trial.report(0.5, 1)
+        return 0.75
+
+    reads = trial_reads(db)
+    created = claim.created if known else None
+    assert run_claimed(study, claim.trial_id, objective, db.storage, True, created).state == TrialState.COMPLETE
+    assert (reads == []) == known  # without the created trial, Optuna reads it twice
+    stored = db.storage.get_trial(claim.trial_id)
+    assert (stored.value, stored.intermediate_values, stored.params) == (0.75, {1: 0.5}, handles[0].params)
+    assert (handles[0].number, handles[0].datetime_start) == (stored.number, stored.datetime_start)
+    assert handles[0].user_attrs == stored.user_attrs == {"worker": "w:1"}
+
+
+def test_a_trial_finished_elsewhere_while_it_ran_is_left_as_it_is(db):
+    """A trial the stale sweep failed while its objective ran: the in-memory trial says RUNNING,
+    the database does not, and the database wins (its retry carries on elsewhere)."""
+    cached, study = setup(db)
+    claim = claim_trial(db, "s", cached, {"worker": "w:1"})
+    assert claim is not None
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.report(0.5, 1)
+        db.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)  # as the sweep would
+        return 0.75
+
+    outcome = run_claimed(study, claim.trial_id, objective, db.storage, True, claim.created)
+    stored = db.storage.get_trial(claim.trial_id)
+    assert outcome.state == stored.state == TrialState.FAIL and stored.value is None

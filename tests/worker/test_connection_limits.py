@@ -8,7 +8,7 @@ import time
 from sqlalchemy import text
 
 from service.db.database import Database, Heartbeat
-from service.optuna.storage import trial_cache
+from service.optuna.trial_cache import trial_cache
 from service.optuna.trials import heartbeat_thread
 from tests.pg_fixtures import LimitedRole
 from tests.worker.helpers import assert_exact_budget, finish, new_study, start_worker, wait_for
