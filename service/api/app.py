@@ -24,7 +24,7 @@ from service.api.routes_studies import router as studies_router
 from service.api.schemas import Health
 from service.db.database import Database
 from service.db.migrate import migrate_from_settings
-from service.db.retry import call_with_retry
+from service.db.retry import TRANSIENT_ERRORS, call_with_retry
 from service.notify.dispatcher import deliver_due
 from service.reports.dashboard_plots import DashboardPlots
 from service.scheduling.stopping import sweep_stop_rules
@@ -97,13 +97,28 @@ def _sweeps(
 
 
 async def _sweep_forever(sweeps: dict[str, Callable[[], object]], interval: float) -> None:
-    """Run each sweep, every ``interval`` seconds."""
+    """Run each sweep, every ``interval`` seconds.
+
+    While the database does not answer, a sweep says so once (a line, no traceback) and again
+    when it is back: the dispatcher runs every second, and logged a traceback each time.
+    """
+    waiting: set[str] = set()  # sweeps whose last run found the database unavailable
     while True:
         for name, sweep in sweeps.items():
             try:
                 await asyncio.to_thread(sweep)
-            except Exception:  # the database may be restarting; try again next round
+            except TRANSIENT_ERRORS as exc:  # the database may be restarting; try again next round
+                if name not in waiting:
+                    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+                    log.warning("%s: database unavailable (%s); retrying every %g s", name, reason, interval)
+                    waiting.add(name)
+                continue
+            except Exception:
                 log.exception("%s failed", name)
+                continue
+            if name in waiting:
+                waiting.discard(name)
+                log.info("%s: database available again", name)
         await asyncio.sleep(interval)
 
 

@@ -154,3 +154,36 @@ def test_the_api_started_while_the_database_is_away_waits_for_it_instead_of_exit
     allow_connections(True)
     starter.join(timeout=60)
     assert started == [200]
+
+
+def test_a_sweep_says_once_that_the_database_is_away_and_once_that_it_is_back(db_url, caplog):
+    """The notification dispatcher runs every second: while the database is away it logged a
+    traceback each time. Now one line when it goes, one when it is back, whatever the rounds."""
+    import asyncio
+
+    from service.api.app import _sweep_forever
+    from service.notify.dispatcher import deliver_due
+
+    away = Database("postgresql+psycopg2://postgres@127.0.0.1:1/nothing", role="notify")  # nothing listens there
+    here = Database(db_url, role="notify")
+    rounds: list[int] = []
+
+    def dispatch() -> None:
+        rounds.append(1)
+        deliver_due(away if len(rounds) <= 5 else here)  # five rounds of a real connection refused, then served
+
+    async def run_for_a_while() -> None:
+        task = asyncio.create_task(_sweep_forever({"notifications": dispatch}, 0.01))
+        while len(rounds) < 8:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    with caplog.at_level("INFO", logger="hpo.api"):
+        asyncio.run(run_for_a_while())
+    away.dispose()
+    here.dispose()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "hpo.api"]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert lines[0][1].startswith("notifications: database unavailable (") and "refused" in lines[0][1]
+    assert lines[1][1] == "notifications: database available again"
+    assert not any(r.exc_info for r in caplog.records)
