@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from worker.slots import process_identity
@@ -32,10 +33,11 @@ class DeadSlotRelease:
         thread.start()
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
-    def close(self) -> None:
-        """Wait for hand-backs under way (up to JOIN_SECONDS), then close the database's pool."""
+    def close(self, wait: float = JOIN_SECONDS) -> None:
+        """Wait for hand-backs under way (up to ``wait`` seconds in all), then close the database's pool."""
+        deadline = time.monotonic() + wait
         for thread in self._threads:
-            thread.join(JOIN_SECONDS)
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._db is not None:
             self._db.dispose()
 

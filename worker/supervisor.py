@@ -11,19 +11,22 @@ from typing import Any
 
 from worker.child_process import child_main
 from worker.progress import terminal_progress
-from worker.release import DeadSlotRelease
+from worker.release import JOIN_SECONDS, DeadSlotRelease
 from worker.signals import RestartPolicy, StopKind, StopRequests
 from worker.slots import SlotConfig, TrialQuota
 
 log = logging.getLogger("hpo.worker")
+KILLED_EXIT_SECONDS = 5.0  # how long a stop-now waits for each killed child to be gone
+HARD_STOP_RELEASE_SECONDS = 10.0  # and for their trials' hand-back (a database that is away: the heartbeat's job)
 
 
 class Supervisor:
     """Starts the children, restarts crashed ones (logging why), and handles SIGTERM/SIGINT.
 
     First signal: children finish their current epoch, hand their trial back, and exit.
-    Second signal: children are killed at once (their trials go stale and are retried), unless
-    it is a SIGTERM right after the first (worker.signals: the same request, e.g. to the group).
+    Second signal: children are killed at once and their trials handed back for a retry from
+    their checkpoints (worker.release), unless it is a SIGTERM right after the first
+    (worker.signals: the same request, e.g. to the group).
     A crashed child is restarted after a backoff that does not hold up watching the others, and
     its trial is handed back for a retry at once (worker.release), not a heartbeat grace later.
     """
@@ -38,6 +41,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}  # slots waiting out their backoff, and until when
         self.restarts = RestartPolicy()
         self.release = DeadSlotRelease()
+        self.release_wait = JOIN_SECONDS  # how long exiting waits for hand-backs under way
         self.stop_requests = StopRequests()
         self.shutdown = False
         self.log_queue: Any = None  # where children send their log records while the bars are drawn
@@ -50,7 +54,7 @@ class Supervisor:
             with terminal_progress(self.context, len(self.slots), self.bars) as self.log_queue:
                 self._supervise()
         finally:
-            self.release.close()
+            self.release.close(self.release_wait)
         log.info("worker exiting")
         return 0
 
@@ -109,6 +113,12 @@ class Supervisor:
                     proc.terminate()  # SIGTERM: the child's warm shutdown
             return
         log.warning("second signal: stopping now")
-        for proc in self.procs.values():
+        killed = list(self.procs.items())
+        for _, proc in killed:
             proc.kill()
+        for index, proc in killed:  # their trials are handed back, not left to the heartbeat grace
+            proc.join(KILLED_EXIT_SECONDS)
+            if proc.pid is not None:
+                self.release.release(index, proc.pid)
+        self.release_wait = HARD_STOP_RELEASE_SECONDS
         raise SystemExit(1)

@@ -87,3 +87,26 @@ def test_sigterm_hands_the_trial_back_and_another_worker_resumes_it(pg_db, tmp_p
     assert_exact_budget(pg_db, "s", 2)
     resumed = _resumed(pg_db)
     assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_epoch"] >= 1
+
+
+def test_a_second_ctrl_c_kills_the_slots_and_hands_their_trial_back_at_once(pg_db, tmp_path):
+    """Stop now (a second SIGINT): the slot is killed mid-epoch, and its trial is failed and
+    re-queued as the worker exits, to resume from its checkpoint, not after the heartbeat grace."""
+    new_study(pg_db, max_trials=1, dataset={"kind": "imagefolder", "path": "cifar10-sample", "limit": 1500}, **LONG)
+    log = tmp_path / "worker.log"
+    worker = start_worker(pg_db, tmp_path, log=log, env={"HPO_HEARTBEAT_GRACE": "600"})
+    wait_for(lambda: running_trial_past_epoch(pg_db, "s", 1) is not None, 120, "a trial past epoch 1")
+    worker.send_signal(signal.SIGINT)  # finish the epoch and hand back ...
+    # (signals are not queued: two sent at once may arrive as one)
+    wait_for(lambda: "SIGINT: finishing current epochs" in log.read_text(), 10, "the first SIGINT")
+    worker.send_signal(signal.SIGINT)  # ... no: stop now
+    assert worker.wait(timeout=60) == 1, log.read_text()
+    assert "second signal: stopping now" in log.read_text()
+    first, retry = trials(pg_db, "s")  # the retry is queued by the time the worker has exited
+    assert first.state == optuna.trial.TrialState.FAIL and first.intermediate_values
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.system_attrs["failed_trial"] == first.number
+
+    rescuer = start_worker(pg_db, tmp_path, "--burst", log=tmp_path / "rescuer.log")
+    assert finish(rescuer) == 0
+    assert_exact_budget(pg_db, "s", 1)
+    assert trials(pg_db, "s")[1].user_attrs["resumed_from_epoch"] >= 1
