@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, Subquery, bindparam, select
+from sqlalchemy import CursorResult, Select, Subquery, bindparam, select, update
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -125,21 +125,38 @@ def is_spent(record: StudyRecord, budget: Budget) -> bool:
     return budget.slots_taken >= record.max_trials and budget.active == 0
 
 
+OPEN = (StudyStatus.RUNNING, StudyStatus.PAUSED)  # the statuses a spent budget completes
+
+
 def completes_now(study: Any, budget: Budget) -> bool:
     """A running (or paused) study, a StudyRecord or a row with its ``status`` and ``max_trials``,
     whose budget is spent: it is to be marked completed."""
-    return study.status in (StudyStatus.RUNNING, StudyStatus.PAUSED) and is_spent(study, budget)
+    return study.status in OPEN and is_spent(study, budget)
 
 
 def mark_completed_if_spent(record: StudyRecord, budget: Budget) -> bool:
     """Set a running (or paused) study to completed once its budget is spent; True if it is now.
 
-    The change is the caller's to commit (the record belongs to the caller's session).
+    The change is the caller's to commit (the record belongs to the caller's session). Several
+    processes may find the same budget spent at once (workers' surveys, the API's reads), each
+    with the record it read as running: the status changes with a conditional UPDATE, so only the
+    one whose UPDATE changed the row writes the ``study.completed`` event.
     """
-    if completes_now(record, budget):
+    if not completes_now(record, budget):
+        return record.status == StudyStatus.COMPLETED
+    session = object_session(record)
+    if session is None:
         record.status = StudyStatus.COMPLETED
-        session = object_session(record)
-        if session is not None:  # the event commits with the change (service/notify)
-            data = {"reason": f"max_trials: {budget.finished} of {record.max_trials} trials finished"}
-            emit(session, study=record.name, spec=record.spec, event="study.completed", data=data)
-    return record.status == StudyStatus.COMPLETED
+        return True
+    completing = (
+        update(StudyRecord)
+        .where(StudyRecord.id == record.id, StudyRecord.status.in_(OPEN))
+        .values(status=StudyStatus.COMPLETED)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not cast(CursorResult[Any], session.execute(completing)).rowcount:
+        session.refresh(record, ["status"])  # another process changed it first
+        return record.status == StudyStatus.COMPLETED
+    data = {"reason": f"max_trials: {budget.finished} of {record.max_trials} trials finished"}
+    emit(session, study=record.name, spec=record.spec, event="study.completed", data=data)
+    return True

@@ -15,11 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import optuna
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from service.db.models import OutboxEvent
+from service.db.models import OutboxEvent, StudyRecord, StudyStatus
 from service.notify.dispatcher import deliver_due, signature
 from service.notify.outbox import emit
 from service.optuna.trials import trial_id
+from service.scheduling.budget import Budget, mark_completed_if_spent
 from service.scheduling.failures import record_trial_outcome
 from service.scheduling.trial_events import study_spec, trial_ended
 from tests.conftest import make_spec
@@ -216,3 +218,22 @@ def test_a_spent_budget_and_the_failure_guard_are_events_written_with_the_change
     assert events["spent"]["data"] == {"reason": "max_trials: 1 of 1 trials finished"}
     assert events["failing"]["event"] == "study.paused"
     assert events["failing"]["data"]["last_error"] == "RuntimeError: boom"
+
+
+def test_a_budget_two_processes_find_spent_at_once_completes_the_study_once(pg_api, pg_db, receiver):
+    notify = [{"url": receiver.url, "events": ["study.completed"]}]
+    assert pg_api.post("/studies", json=make_spec("spent", max_trials=1, notify=notify)).status_code == 201
+    study = optuna.load_study(study_name="spent", storage=pg_db.storage)
+    study.tell(study.ask({"lr": LR}), 0.5)
+    spent = Budget(trials=1, running=0, waiting=0, retries=0)
+    with pg_db.session() as first, pg_db.session() as second:  # two workers' surveys, say
+        records = [s.execute(select(StudyRecord).filter_by(name="spent")).scalar_one() for s in (first, second)]
+        assert [r.status for r in records] == [StudyStatus.RUNNING] * 2
+        assert mark_completed_if_spent(records[0], spent)
+        first.commit()
+        assert mark_completed_if_spent(records[1], spent)  # read as running, completed meanwhile
+        second.commit()
+    with pg_db.session() as session:
+        events = session.execute(select(OutboxEvent.event).filter_by(study_name="spent")).scalars().all()
+    assert events == ["study.completed"]
+    assert pg_api.get("/studies/spent").json()["status"] == "completed"
