@@ -2,12 +2,17 @@
 link-local (cloud metadata), private or other reserved address. Checked when a study is created
 (``check_receivers``: a 422 naming the field) and again at every delivery, since a name may
 resolve elsewhere later. (The spec's ``notify`` entries: service/spec/notify.py.)
+
+A name that does not resolve within ``RESOLVE_TIMEOUT_S`` is refused: the lookup runs inside
+POST /studies and the dispatcher's round, which a hung resolver would otherwise hold for as long
+as the system's resolver retries.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from service.errors import SpecError
@@ -15,6 +20,11 @@ from service.spec.schema import StudySpec
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+RESOLVE_TIMEOUT_S = 5.0
+# lookups run here so that a caller can stop waiting; a hung one holds a thread until the
+# resolver gives up, and when all are held the next lookups wait their turn (and time out)
+_RESOLVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hpo-resolve")
 
 
 def check_receivers(spec: StudySpec, allow: str | None) -> None:
@@ -29,8 +39,11 @@ def refusal(url: str, allow: str | None) -> str | None:
     """Why ``url`` may not be called (None: it may). ``allow``: HPO_NOTIFY_ALLOW, hosts or CIDRs,
     comma-separated; an address it admits is allowed whatever its range."""
     host = urlsplit(url).hostname or ""
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, None, proto=socket.IPPROTO_TCP)
     try:
-        resolved = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        resolved = {info[4][0] for info in lookup.result(timeout=RESOLVE_TIMEOUT_S)}
+    except TimeoutError:
+        return f"{host} did not resolve within {RESOLVE_TIMEOUT_S:g} s"
     except OSError as exc:
         return f"{host} does not resolve ({exc.strerror or exc})"
     hosts, networks = _allow_list(allow)

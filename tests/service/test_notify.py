@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -237,3 +238,24 @@ def test_a_budget_two_processes_find_spent_at_once_completes_the_study_once(pg_a
         events = session.execute(select(OutboxEvent.event).filter_by(study_name="spent")).scalars().all()
     assert events == ["study.completed"]
     assert pg_api.get("/studies/spent").json()["status"] == "completed"
+
+
+def test_a_name_that_does_not_resolve_in_time_is_refused_without_holding_the_request(api, monkeypatch):
+    from service.notify import targets
+
+    released, real = threading.Event(), socket.getaddrinfo
+
+    def hung_resolver(host, *args, **kwargs):  # a DNS server that never answers for this name
+        if host == "hung.example.com":
+            released.wait(60)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung_resolver)
+    monkeypatch.setattr(targets, "RESOLVE_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    answer = api.post("/studies", json=make_spec(notify=[{"url": "https://hung.example.com/hook"}]))
+    waited = time.monotonic() - started
+    released.set()
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["msg"].endswith("hung.example.com did not resolve within 0.5 s")
+    assert waited < 30 and api.get("/studies").json() == []
