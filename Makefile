@@ -17,8 +17,11 @@ install: $(STAMP)  ## create .venv with the package and its dev tools
 demo: $(STAMP)  ## the embedded default: SQLite + the bundled CIFAR-10 sample
 	HPO_DATA_DIR=$${HPO_DATA_DIR:-$(CURDIR)/data} $(BIN)/hpo demo
 
-test: $(STAMP)  ## the test suite against a real (fresh) PostgreSQL database
-	bash scripts/with_postgres.sh $(BIN)/pytest $(PYTEST_ARGS)
+# pytest-xdist processes running test files side by side (0: the whole suite in one process)
+TEST_WORKERS ?= 2
+
+test: $(STAMP)  ## the test suite against a real (fresh) PostgreSQL database, TEST_WORKERS files at a time
+	bash scripts/with_postgres.sh $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP)  ## the API fuzzed from its OpenAPI schema at length (make test runs 25 examples per operation)
 	HPO_FUZZ_EXAMPLES=$${HPO_FUZZ_EXAMPLES:-1000} bash scripts/with_postgres.sh $(BIN)/pytest tests/service/test_fuzz_openapi.py
