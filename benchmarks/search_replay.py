@@ -167,6 +167,44 @@ def replay(cells: dict[Cell, dict[str, Any]], search: Search, recorded: dict[str
     return None
 
 
+def cells_of(recorded: dict[str, Any]) -> dict[Cell, dict[str, Any]]:
+    """A recorded table's runs by cell."""
+    return {cell_of(c["lr"], c["batch_size"], c["aug_strength"]): c for c in recorded["cells"]}
+
+
+def replay_ratios(recorded: dict[str, Any], search: Search, replays: int) -> list[float]:
+    """The ratio (grid epochs / epochs to the target, 0 if never reached) of ``replays`` replays."""
+    cells, grid_epochs = cells_of(recorded), 18 * recorded["epochs"]
+    spent = [replay(cells, search, recorded, i) for i in range(replays)]
+    return [grid_epochs / s if s else 0.0 for s in spent]
+
+
+def summary(ratios: list[float]) -> dict[str, float]:
+    """Median and mean ratio of some replays, and the share that reach the goal."""
+    return {
+        "median_ratio": statistics.median(ratios),
+        "mean_ratio": statistics.mean(ratios),
+        f"P(ratio>={GOAL:g})": sum(r >= GOAL for r in ratios) / len(ratios),
+    }
+
+
+def crossings(recorded: dict[str, Any]) -> dict[str, float]:
+    """Where on the table the target is reached: the share of configs that reach it, the median
+    epoch at which they first do, and the median rank (0 = best) of their first epoch's accuracy
+    among all configs' (how well a one-epoch probe points at them)."""
+    target, cells = recorded["target"], recorded["cells"]
+    hits = [c for c in cells if max(c["curve"]) >= target]
+    if not hits:
+        return {"cells_reaching": 0.0, "first_crossing_epoch": math.nan, "epoch1_rank": math.nan}
+    order = sorted(c["curve"][0] for c in cells)[::-1]
+    first = [next(e + 1 for e, v in enumerate(c["curve"]) if v >= target) for c in hits]
+    return {
+        "cells_reaching": len(hits) / len(cells),
+        "first_crossing_epoch": statistics.median(first),
+        "epoch1_rank": statistics.median(order.index(c["curve"][0]) for c in hits),
+    }
+
+
 def _default_spec(index: int, epochs: int) -> StudySpec:
     dataset, _, _ = setting(True)
     return StudySpec.model_validate(
@@ -241,23 +279,11 @@ def main() -> None:
     for seed in seeds:
         recorded = record(args.quick, seed)
         recorded["target"] *= args.target_fraction
-        cells = {cell_of(c["lr"], c["batch_size"], c["aug_strength"]): c for c in recorded["cells"]}
-        grid_epochs = 18 * recorded["epochs"]
-        reach = sum(max(c["curve"]) >= recorded["target"] for c in recorded["cells"]) / len(recorded["cells"])
+        where = crossings(recorded)
         for name, search in SEARCHES.items():
-            spent = [replay(cells, search, recorded, i) for i in range(args.replays)]
-            ratios = [grid_epochs / s if s else 0.0 for s in spent]
-            row = {
-                "seed": seed,
-                "target": recorded["target"],
-                "cells_reaching": reach,
-                "search": name,
-                "mean_ratio": statistics.mean(ratios),
-                "median_ratio": statistics.median(ratios),
-                f"P(ratio>={GOAL:g})": sum(r >= GOAL for r in ratios) / len(ratios),
-            }
-            rows.append(row)
-            print(table([row], list(row)), flush=True)
+            row = {"seed": seed, "target": recorded["target"], **where, "search": name}
+            rows.append({**row, **summary(replay_ratios(recorded, search, args.replays))})
+            print(table([rows[-1]], list(rows[-1])), flush=True)
     print(table(rows, list(rows[0])))
     name = "search_replay" + ("_quick" if args.quick else "") + ("" if args.target_fraction == 1 else "_fraction")
     path = save(name, {"rows": rows, "replays": args.replays, "target_fraction": args.target_fraction})
