@@ -32,6 +32,7 @@ class StudyStatus(enum.StrEnum):
 
 
 IN_PROGRESS = (StudyStatus.CREATING, StudyStatus.DELETING)  # a POST or DELETE is at work: not shown
+OPEN = (StudyStatus.RUNNING, StudyStatus.PAUSED)  # may still complete: a spent budget or a stopping rule
 
 
 def _now() -> datetime:

@@ -23,7 +23,7 @@ from sqlalchemy import CursorResult, Select, Subquery, bindparam, select, update
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.sql.elements import BindParameter
 
-from service.db.models import StudyRecord, StudyStatus
+from service.db.models import OPEN, StudyRecord, StudyStatus
 from service.notify.outbox import emit
 from service.optuna.tables import COUNTED_STATES, budget_stats
 
@@ -123,9 +123,6 @@ def may_start(record: StudyRecord, budget: Budget) -> bool:
 def is_spent(record: StudyRecord, budget: Budget) -> bool:
     """The budget is used up and nothing is left running or waiting."""
     return budget.slots_taken >= record.max_trials and budget.active == 0
-
-
-OPEN = (StudyStatus.RUNNING, StudyStatus.PAUSED)  # the statuses a spent budget completes
 
 
 def completes_now(study: Any, budget: Budget) -> bool:

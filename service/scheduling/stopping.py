@@ -20,13 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.db.database import Database
-from service.db.models import StudyRecord, StudyStatus
+from service.db.models import OPEN, StudyRecord, StudyStatus
 from service.notify.outbox import emit
 from service.optuna.stop_stats import stop_stats
 from service.optuna.tables import optuna_ids
 from service.spec.stopping import StopFigures, StopWhen, rule_met
-
-OPEN = (StudyStatus.RUNNING, StudyStatus.PAUSED)  # the statuses a rule may complete
 
 
 def check_stop_rules(session: Session, record: StudyRecord, optuna_id: int) -> str | None:
