@@ -20,32 +20,9 @@ from typing import Any
 import optuna
 
 from benchmarks.common import save, table
-from benchmarks.search_efficiency import setting
-from benchmarks.search_replay import Search, random_search, record, replay_ratios, summary, told_batch
-from service.spec.schema import StudySpec
-from service.spec.strategy import build_pruner, build_sampler
+from benchmarks.search_replay import Search, random_search, record, replay_ratios, spec_search, summary, told_batch
 
 BOUND = "told the batch size (a bound)"
-
-
-def spec_search(sampler: dict[str, Any], pruner: dict[str, Any], quick: bool) -> Search:
-    """A search whose sampler and pruner are those of a spec with these ``sampler`` and ``pruner``
-    entries (TPE options merge into the default TPE; the defaults' pruner when ``pruner`` is empty)."""
-
-    def search(index: int, epochs: int, _best: dict[str, Any]) -> Any:
-        dataset, _, _ = setting(quick)
-        spec = StudySpec.model_validate(
-            {
-                "name": "candidate",
-                "dataset": dataset,
-                "epochs": epochs,
-                "sampler": {"name": "tpe", **sampler, "seed": index},
-                **({"pruner": pruner} if pruner else {}),
-            }
-        )
-        return (lambda slot: build_sampler(spec, slot)), build_pruner(spec)
-
-    return search
 
 
 def candidates(quick: bool) -> dict[str, Search]:

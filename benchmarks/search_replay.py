@@ -205,22 +205,37 @@ def crossings(recorded: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _default_spec(index: int, epochs: int) -> StudySpec:
-    dataset, _, _ = setting(True)
+def spec_search(sampler: dict[str, Any], pruner: dict[str, Any], quick: bool = True) -> Search:
+    """A search whose sampler and pruner are those of a spec with these ``sampler`` and ``pruner``
+    entries (TPE options merge into the default TPE; the defaults' pruner when ``pruner`` is empty),
+    built exactly as a worker builds them (service/spec/strategy.py)."""
+
+    def search(index: int, epochs: int, _best: dict[str, Any]) -> Any:
+        spec = _spec(index, epochs, sampler, pruner, quick)
+        return (lambda slot: build_sampler(spec, slot)), build_pruner(spec)
+
+    return search
+
+
+def _spec(index: int, epochs: int, sampler: dict[str, Any], pruner: dict[str, Any], quick: bool) -> StudySpec:
+    dataset, _, _ = setting(quick)
     return StudySpec.model_validate(
-        {"name": "replay", "dataset": dataset, "epochs": epochs, "sampler": {"name": "tpe", "seed": index}}
+        {
+            "name": "replay",
+            "dataset": dataset,
+            "epochs": epochs,
+            "sampler": {"name": "tpe", **sampler, "seed": index},
+            **({"pruner": pruner} if pruner else {}),
+        }
     )
 
 
-def defaults(index: int, epochs: int, _best: dict[str, Any]) -> Any:
-    """The service's default sampler and pruner, exactly as a worker builds them."""
-    spec = _default_spec(index, epochs)
-    return (lambda slot: build_sampler(spec, slot)), build_pruner(spec)
+defaults: Search = spec_search({}, {})  # the service's default sampler and pruner
 
 
 def random_search(index: int, epochs: int, _best: dict[str, Any]) -> Any:
     """Random search with the default pruner."""
-    pruner = build_pruner(_default_spec(index, epochs))
+    pruner = build_pruner(_spec(index, epochs, {}, {}, True))
     return (lambda slot: optuna.samplers.RandomSampler(seed=trial_seed(index, slot))), pruner
 
 
