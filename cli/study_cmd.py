@@ -75,7 +75,7 @@ def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse
 def run_create(args: argparse.Namespace) -> int:
     """POST /studies with the spec file's contents."""
     answer = request("POST", "/studies", json=_read_spec(args.file))
-    return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
+    return _print(args, answer, lambda console: _print_studies(console, [answer], details=True))
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -87,7 +87,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """GET /studies/{name}."""
     answer = request("GET", f"/studies/{args.name}")
-    return _print(args, answer, lambda console: _print_studies(console, [answer], dashboard=True))
+    return _print(args, answer, lambda console: _print_studies(console, [answer], details=True))
 
 
 def run_trials(args: argparse.Namespace) -> int:
@@ -197,13 +197,23 @@ def _read_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
-def _print_studies(console: Console, studies: list[dict[str, Any]], dashboard: bool = False) -> None:
+def _print_studies(console: Console, studies: list[dict[str, Any]], details: bool = False) -> None:
+    """The studies as a table; ``details``: one study's view, with its compute time and dashboard."""
     console.print(_table(studies))
     for study in studies:
         if study.get("status_reason"):
             console.print(f"{study['name']}: {study['status_reason']}")
-    if dashboard and studies and studies[0].get("dashboard_url"):
-        console.print(f"dashboard: {studies[0]['dashboard_url']}")
+    if details and studies:
+        console.print(f"compute: {_duration(studies[0]['compute_s'])} of finished trials")
+        if studies[0].get("dashboard_url"):
+            console.print(f"dashboard: {studies[0]['dashboard_url']}")
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a person reads them: 42 s, 12.5 min, 3.2 h."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _print_best(console: Console, answer: dict[str, Any], config_out: Path | None) -> None:

@@ -25,6 +25,7 @@ class StudyOut(BaseModel):
     slots_taken: int  # trials started or queued, retries not counted again
     counts: dict[str, int]  # complete, pruned, fail, running, waiting
     best_value: float | None
+    compute_s: float  # the finished trials' durations summed: what stop_when.max_compute_s counts
     dashboard_url: str | None
     created_at: datetime
     updated_at: datetime
@@ -46,6 +47,7 @@ class StudyOut(BaseModel):
             slots_taken=progress.slots_taken,
             counts=progress.counts,
             best_value=progress.best_value,
+            compute_s=progress.compute_ms / 1000,
             dashboard_url=f"{base}/dashboard/studies/{study.optuna_id}" if study.optuna_id is not None else None,
             created_at=in_utc(study.created_at),
             updated_at=in_utc(study.updated_at),

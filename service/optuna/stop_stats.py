@@ -12,9 +12,10 @@ from typing import Any
 
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import Float, Select, and_, cast, func, select, tuple_
+from sqlalchemy import Select, and_, func, select, tuple_
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+
+from service.optuna.tables import trial_seconds
 
 _TRIAL, _VALUE = models.TrialModel.__table__, models.TrialValueModel.__table__
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -36,7 +37,9 @@ def stop_stats(session: Session, study_id: int, last: int | None) -> StopStats:
     trial = _TRIAL.c
     finished = and_(trial.study_id == study_id, trial.state.in_(FINISHED))
     totals = session.execute(
-        select(func.count(), func.sum(_seconds(session))).select_from(_TRIAL).where(finished)
+        select(func.count(), func.sum(trial_seconds(session.get_bind().dialect.name)))
+        .select_from(_TRIAL)
+        .where(finished)
     ).one()
     first_start = session.execute(select(func.min(trial.datetime_start)).where(trial.study_id == study_id)).scalar()
     best_before = None
@@ -65,14 +68,6 @@ def _best(study_id: int) -> Select[Any]:
         .select_from(_TRIAL.join(_VALUE, _VALUE.c.trial_id == _TRIAL.c.trial_id))
         .where(_TRIAL.c.study_id == study_id, _TRIAL.c.state == TrialState.COMPLETE, _VALUE.c.objective == 0)
     )
-
-
-def _seconds(session: Session) -> ColumnElement[float]:
-    """A finished trial's duration in seconds, as the dialect computes it."""
-    start, end = _TRIAL.c.datetime_start, _TRIAL.c.datetime_complete
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86_400.0
-    return cast(func.extract("epoch", end - start), Float)
 
 
 def trial_result(session: Session, trial_id: int) -> tuple[int, float | None, float | None]:

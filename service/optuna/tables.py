@@ -16,7 +16,9 @@ from typing import Any
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import (
+    BigInteger,
     CompoundSelect,
+    Float,
     Integer,
     Select,
     Subquery,
@@ -34,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 WORKER_ATTR = "worker"  # user attribute of a trial: the process that claimed it, HOST:PID (worker/slot_loop.py)
 RETRY_OF = "failed_trial"  # RetryHeartbeatStaleTrialCallback's mark on a retry: the lineage's first trial number
@@ -42,9 +44,26 @@ LARGEST_ID = 2**31 - 1  # Optuna's ids are 32-bit integers
 COUNTED_STATES = ("complete", "pruned", "fail", "running", "waiting")  # Optuna's TrialState names, lower-case
 
 
-def study_stats(study_name: str | None = None, *, with_best_value: bool = True) -> Subquery:
+def trial_seconds(dialect: str) -> ColumnElement[float]:
+    """A trial's duration in seconds (``datetime_complete - datetime_start``; NULL while it runs
+    or waits), as the dialect computes it: what a study's compute seconds sum."""
+    columns = models.TrialModel.__table__.c  # the columns: the model maps them behind properties
+    start, end = columns.datetime_start, columns.datetime_complete
+    if dialect == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86_400.0
+    return cast(func.extract("epoch", end - start), Float)
+
+
+def trial_ms(dialect: str) -> ColumnElement[int]:
+    """``trial_seconds`` in whole milliseconds: integers, so that a sum is the same whichever
+    order adds them (a tally adds trial by trial what a from-scratch count sums in SQL)."""
+    return cast(func.round(trial_seconds(dialect) * 1000.0), BigInteger)
+
+
+def study_stats(dialect: str, study_name: str | None = None, *, with_best_value: bool = True) -> Subquery:
     """Per Optuna study (or just ``study_name``): ``name``, ``optuna_id``, a count per state of
-    COUNTED_STATES, ``retries`` (trials marked RETRY_OF) and, if asked, ``best_value`` (the highest
+    COUNTED_STATES, ``retries`` (trials marked RETRY_OF), ``ms`` (the finished trials' durations
+    summed, ``trial_ms``) and, if asked, ``best_value`` (the highest
     COMPLETE value; it costs a join with every trial's value). It reads every trial: for lists
     and views, not for decisions under a lock (``budget_stats``).
     """
@@ -52,7 +71,7 @@ def study_stats(study_name: str | None = None, *, with_best_value: bool = True) 
     per_state = [func.sum(case((trial.state == TrialState[s.upper()], 1), else_=0)).label(s) for s in COUNTED_STATES]
     query = (
         select(study.study_name.label("name"), study.study_id.label("optuna_id"), *per_state)
-        .add_columns(func.count(retry.trial_id).label("retries"))
+        .add_columns(func.count(retry.trial_id).label("retries"), func.sum(trial_ms(dialect)).label("ms"))
         .outerjoin(trial, trial.study_id == study.study_id)
         .outerjoin(retry, (retry.trial_id == trial.trial_id) & (retry.key == RETRY_OF))
         .group_by(study.study_id, study.study_name)
@@ -105,8 +124,9 @@ def trials_to_tally(
     above: Mapping[int, int], pending: Collection[int], dialect: str
 ) -> tuple[CompoundSelect[Any], dict[str, Any]]:
     """A statement and its parameters: per trial ``study_id``, ``trial_id``, ``state``, ``value``
-    (objective 0) and ``is_retry``, for the trials of each study in ``above`` whose id is above
-    the given one, and the trials ``pending`` (service/studies/tallies.py).
+    (objective 0), ``is_retry`` and ``ms`` (its duration, once finished: ``trial_ms``), for the
+    trials of each study in ``above`` whose id is above the given one, and the trials ``pending``
+    (service/studies/tallies.py).
 
     For several studies on PostgreSQL, the studies, their ids and the pending trials travel as
     arrays, so one statement, built once, serves any number of studies (building one condition
@@ -119,14 +139,15 @@ def trials_to_tally(
         return _TALLY_ON_POSTGRESQL, arrays
     trial = models.TrialModel
     conditions = [and_(trial.study_id == sid, trial.trial_id > last) for sid, last in above.items()]
-    rows = _rows_to_tally()
+    rows = _rows_to_tally(dialect)
     return rows.where(or_(false(), *conditions)).union(rows.where(trial.trial_id.in_(list(pending)))), {}
 
 
-def tally_from_scratch(study_ids: Collection[int]) -> CompoundSelect[Any]:
+def tally_from_scratch(study_ids: Collection[int], dialect: str) -> CompoundSelect[Any]:
     """One statement (so one snapshot) counting the studies ``study_ids`` from nothing: per study
     and finished state a row with ``trials`` (how many), ``retries`` (of them, marked RETRY_OF),
-    ``trial_id`` (the highest id) and ``value`` (the best COMPLETE value), ``grouped`` true; and
+    ``trial_id`` (the highest id), ``value`` (the best COMPLETE value) and ``ms`` (their
+    durations summed), ``grouped`` true; and
     each RUNNING or WAITING trial as a row of its own (``grouped`` false). Aggregated in SQL: a
     study of 20,000 trials costs the server a few milliseconds, not 20,000 rows to the client."""
     trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
@@ -141,6 +162,7 @@ def tally_from_scratch(study_ids: Collection[int]) -> CompoundSelect[Any]:
             func.count(mark.trial_id).label("retries"),
             func.max(trial.trial_id).label("trial_id"),
             func.max(case((trial.state == TrialState.COMPLETE, value.value))).label("value"),
+            func.sum(trial_ms(dialect)).label("ms"),
             true().label("grouped"),
         )
         .outerjoin(value, (value.trial_id == trial.trial_id) & (value.objective == 0))
@@ -155,6 +177,7 @@ def tally_from_scratch(study_ids: Collection[int]) -> CompoundSelect[Any]:
         cast(is_retry, Integer).label("retries"),
         trial.trial_id,
         literal(None).label("value"),
+        literal(None).label("ms"),
         false().label("grouped"),
     ).where(of_studies, unfinished)
     return finished.union_all(one_each)
@@ -170,10 +193,11 @@ def earliest_with_value(study_id: int, best: float) -> Select[Any]:
     )
 
 
-def _rows_to_tally() -> Select[Any]:
+def _rows_to_tally(dialect: str) -> Select[Any]:
     trial, value, mark = models.TrialModel, models.TrialValueModel, models.TrialSystemAttributeModel
     is_retry = select(mark.trial_id).where(mark.trial_id == trial.trial_id, mark.key == RETRY_OF).exists()
-    return select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry")).outerjoin(
+    ms = trial_ms(dialect).label("ms")
+    return select(trial.study_id, trial.trial_id, trial.state, value.value, is_retry.label("is_retry"), ms).outerjoin(
         value, (value.trial_id == trial.trial_id) & (value.objective == 0)
     )
 
@@ -190,7 +214,7 @@ def _tally_on_postgresql() -> CompoundSelect[Any]:
     # trial_id > a, the planner scanned every trial of the study at every request (7 ms at 20,000).
     key = tuple_(trial.study_id, trial.trial_id)
     in_range = (key > tuple_(marks.c.study_id, marks.c.above_id)) & (key <= tuple_(marks.c.study_id, LARGEST_ID))
-    rows = _rows_to_tally()
+    rows = _rows_to_tally("postgresql")
     pending = trial.trial_id == func.any(cast(bindparam("pending_ids"), ids))
     return rows.join(marks, in_range).union(rows.where(pending))
 

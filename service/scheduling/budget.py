@@ -67,13 +67,15 @@ class Progress:
     counts: dict[str, int]  # by Optuna state, lower-case: complete, pruned, fail, running, waiting
     retries: int  # trials that are retries of a failed trial
     best_value: float | None = None  # the highest validation accuracy of a COMPLETE trial
+    compute_ms: int = 0  # the finished trials' durations summed (service.optuna.tables.trial_ms)
 
     @classmethod
     def of(cls, stats: Any) -> Progress:
         """From a row of service.optuna.tables.study_stats (None, or its columns None: no trials)."""
         counts = {state: int(getattr(stats, state, None) or 0) for state in COUNTED_STATES}
         best = getattr(stats, "best_value", None)
-        return cls(counts, int(getattr(stats, "retries", None) or 0), None if best is None else float(best))
+        retries, ms = (int(getattr(stats, column, None) or 0) for column in ("retries", "ms"))
+        return cls(counts, retries, None if best is None else float(best), ms)
 
     @cached_property
     def budget(self) -> Budget:

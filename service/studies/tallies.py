@@ -54,14 +54,15 @@ class _Tally:
     finished_retries: int = 0
     best_value: float | None = None
     best_trial_id: int | None = None  # the COMPLETE trial with best_value (the earliest of equals)
+    compute_ms: int = 0  # the finished trials' durations summed
     pending: dict[int, tuple[str, bool]] = field(default_factory=dict)  # trial id -> (state, is a retry)
     saved: bool = False  # as in its snapshot
     restored: bool = False  # its snapshot was looked for (once per tally)
     counted: bool = False  # it has read its study once (in aggregate); from then on, trial by trial
     _progress: Progress | None = None  # progress() as of the last add
 
-    def add(self, trial_id: int, state: TrialState, value: float | None, is_retry: bool) -> None:
-        """Count a trial read from the database (again, if it was pending)."""
+    def add(self, trial_id: int, state: TrialState, value: float | None, is_retry: bool, ms: int | None) -> None:
+        """Count a trial read from the database (again, if it was pending); ``ms``: its duration."""
         self.through_id = max(self.through_id, trial_id)
         self._progress, self.saved = None, False
         if state in UNFINISHED:
@@ -70,21 +71,22 @@ class _Tally:
         self.pending.pop(trial_id, None)
         self.finished[state.name.lower()] += 1
         self.finished_retries += int(is_retry)
+        self.compute_ms += ms or 0
         if state == TrialState.COMPLETE and value is not None and (self.best_value is None or value > self.best_value):
             self.best_value, self.best_trial_id = value, trial_id
 
-    def add_counted(
-        self, last_id: int, state: TrialState, trials: int, retries: int, best: float | None, grouped: bool
-    ) -> None:
+    def add_counted(self, row: Any) -> None:
         """Count a row of service.optuna.tables.tally_from_scratch: ``trials`` finished trials in
-        ``state`` (``grouped``), up to id ``last_id``, or one unfinished trial (not grouped)."""
-        if not grouped:
-            self.add(last_id, state, None, bool(retries))
+        ``state`` (``grouped``), up to id ``trial_id``, or one unfinished trial (not grouped)."""
+        state, last_id, best = row.state, row.trial_id, row.value
+        if not row.grouped:
+            self.add(last_id, state, None, bool(row.retries), None)
             return
         self.through_id = max(self.through_id, last_id)
         self._progress, self.saved = None, False
-        self.finished[state.name.lower()] += trials
-        self.finished_retries += retries
+        self.finished[state.name.lower()] += row.trials
+        self.finished_retries += row.retries
+        self.compute_ms += int(row.ms or 0)
         if best is not None and (self.best_value is None or best > self.best_value):
             self.best_value, self.best_trial_id = best, None  # which trial: looked up when asked for
 
@@ -95,7 +97,7 @@ class _Tally:
             for state, _ in self.pending.values():
                 counts[state] += 1
             retries = self.finished_retries + sum(is_retry for _, is_retry in self.pending.values())
-            self._progress = Progress(counts, retries, self.best_value)
+            self._progress = Progress(counts, retries, self.best_value, self.compute_ms)
         return self._progress
 
     def snapshot(self) -> dict[str, Any]:
@@ -106,6 +108,7 @@ class _Tally:
             "finished_retries": self.finished_retries,
             "best_value": self.best_value,
             "best_trial_id": self.best_trial_id,
+            "compute_ms": self.compute_ms,
             "pending": [[trial_id, state, is_retry] for trial_id, (state, is_retry) in self.pending.items()],
         }
 
@@ -119,6 +122,7 @@ class _Tally:
             finished_retries=int(saved["finished_retries"]),
             best_value=saved["best_value"],
             best_trial_id=saved["best_trial_id"],
+            compute_ms=int(saved["compute_ms"]),
             pending={int(trial_id): (str(state), bool(is_retry)) for trial_id, state, is_retry in saved["pending"]},
             saved=True,
             restored=True,
@@ -207,7 +211,8 @@ def _restore(session: Session, tallies: dict[int, _Tally]) -> None:
         tallies[sid].restored = True
     for row in session.execute(select(TallySnapshot).where(TallySnapshot.optuna_id.in_(fresh))).scalars():
         tally = tallies[row.optuna_id]
-        if in_utc(row.created_at) == in_utc(tally.created_at):  # the same study, not one under a reused id
+        # the same study, not one under a reused id, saved by a version that summed compute time
+        if in_utc(row.created_at) == in_utc(tally.created_at) and "compute_ms" in row.tally:
             tallies[row.optuna_id] = _Tally.from_snapshot(tally.created_at, row.tally)
 
 
@@ -215,17 +220,17 @@ def _read(session: Session, tallies: dict[int, _Tally]) -> None:
     """Count into ``tallies`` the trials of their studies created or finished since their last
     read: a tally that has read nothing yet, in aggregate (one query for all of them); the others,
     trial by trial (one query)."""
+    dialect = session.get_bind().dialect.name
     fresh = {sid: tally for sid, tally in tallies.items() if not tally.counted}
     if fresh:
-        for row in session.execute(tally_from_scratch(list(fresh))):
-            fresh[row.study_id].add_counted(row.trial_id, row.state, row.trials, row.retries, row.value, row.grouped)
+        for row in session.execute(tally_from_scratch(list(fresh), dialect)):
+            fresh[row.study_id].add_counted(row)
         for tally in fresh.values():
             tally.counted = True
     above = {sid: tally.through_id for sid, tally in tallies.items() if sid not in fresh}
     pending = [trial_id for sid in above for trial_id in tallies[sid].pending]
     if not above:
         return
-    dialect = session.get_bind().dialect.name
     statement, parameters = trials_to_tally(above, pending, dialect)
     for row in session.execute(statement, parameters):
-        tallies[row.study_id].add(row.trial_id, row.state, row.value, row.is_retry)
+        tallies[row.study_id].add(row.trial_id, row.state, row.value, row.is_retry, row.ms)

@@ -45,6 +45,7 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
 
     listed = json.loads(hpo(live_api, "study", "list", "--json").stdout)
     assert [(s["name"], s["finished"], s["status"]) for s in listed] == [("cli-study", 2, "completed")]
+    assert listed[0]["compute_s"] > 0  # two real trials' training
 
     best_file = tmp_path / "best.json"
     best = hpo(live_api, "study", "best", "cli-study", "--json", "--config-out", str(best_file))
@@ -55,7 +56,11 @@ def test_create_list_best_with_a_worker_completing_the_study(live_api, tmp_path)
     assert answer["config"]["params"]["lr"] == answer["params"]["lr"]
 
     human = hpo(live_api, "study", "show", "cli-study")
-    assert "completed" in human.stdout and "2/2" in human.stdout
+    assert (
+        "completed" in human.stdout
+        and "2/2" in human.stdout
+        and f"compute: {listed[0]['compute_s']:.0f} s" in human.stdout
+    )
     page = json.loads(hpo(live_api, "study", "trials", "cli-study", "--json").stdout)
     assert page["total"] == 2 and {t["state"] for t in page["trials"]} == {"complete"}
     assert all(t["error"] is None for t in page["trials"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import optuna
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import event, select
 
 from service.db.database import Database
 from service.db.models import StudyRecord
+from service.optuna.stop_stats import stop_stats
 from tests.conftest import make_spec
 
 
@@ -46,6 +48,25 @@ def test_every_answer_that_shows_a_study_shows_it_alike(api, db):
     assert paused["status"] == "paused" and paused["counts"]["complete"] == 1 and paused["best_value"] == 0.25
     assert api.get("/studies/cifar-search").json() == paused
     assert api.get("/studies").json() == [paused]
+
+
+def test_a_study_shows_its_compute_seconds_as_its_compute_budget_counts_them(api, db):
+    """``compute_s``: the finished trials' durations summed, the figure ``stop_when.max_compute_s``
+    is checked against (service/optuna/stop_stats.py), so a user sees how much of it is spent."""
+    assert api.post("/studies", json=make_spec()).json()["compute_s"] == 0
+    study = optuna.load_study(study_name="cifar-search", storage=db.storage)
+    running = study.ask()
+    for _ in range(2):
+        trial = study.ask()
+        time.sleep(0.05)
+        study.tell(trial, 0.5)
+    shown = api.get("/studies/cifar-search").json()
+    with db.session() as session:
+        counted = stop_stats(session, study._study_id, None).compute_s
+    assert shown["compute_s"] == pytest.approx(counted, abs=0.002) and shown["compute_s"] >= 0.1
+    assert api.get("/studies").json()[0]["compute_s"] == shown["compute_s"]
+    study.tell(running, 0.6)
+    assert api.get("/studies/cifar-search").json()["compute_s"] > shown["compute_s"]
 
 
 def test_defaults_fill_the_search_space(api):

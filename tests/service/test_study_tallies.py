@@ -3,12 +3,14 @@ trial changes its counts equal a full aggregate of Optuna's tables."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.db.database import Database
 from service.db.models import TallySnapshot
@@ -25,7 +27,10 @@ CREATED = datetime(2026, 11, 30, tzinfo=UTC)  # the studies' records' creation t
 def full_count(database: Database) -> dict[int, Progress]:
     """Every study's Progress, aggregated from all of its trials."""
     with database.session() as session:
-        return {row.optuna_id: Progress.of(row) for row in session.execute(select(study_stats()))}
+        return {
+            row.optuna_id: Progress.of(row)
+            for row in session.execute(select(study_stats(session.get_bind().dialect.name)))
+        }
 
 
 def tallied(database: Database, tallies: StudyTallies, ids: list[int]) -> dict[int, Progress]:
@@ -61,7 +66,7 @@ def test_tallies_match_a_full_count_through_every_kind_of_trial_change(db: Datab
     b.tell(b.ask(), 0.7)
     b.tell(b.ask(), 0.2)
     check()
-    assert tallied(db, tallies, ids)[a._study_id] == Progress(
+    assert replace(tallied(db, tallies, ids)[a._study_id], compute_ms=0) == Progress(
         {"complete": 2, "pruned": 1, "fail": 1, "running": 0, "waiting": 0}, 1, 0.9
     )
     optuna.delete_study(study_name="b", storage=db.storage)
@@ -145,3 +150,49 @@ def test_a_first_count_in_aggregate_matches_a_full_count_and_finds_the_earliest_
     assert tallied(db, tallies, [study._study_id]) == full_count(db)
     with db.session() as session:
         assert tallies.best_trial_id(session, study._study_id, CREATED) == running._trial_id
+
+
+def set_duration(database: Database, trial: optuna.trial.FrozenTrial | optuna.Trial, seconds: float) -> None:
+    """Give a finished trial a known duration (its start and end as Optuna stores them)."""
+    start = datetime(2026, 12, 1, 12, 0, 0)
+    with database.session() as session:
+        trials = models.TrialModel.__table__
+        session.execute(
+            update(trials)
+            .where(trials.c.trial_id == trial._trial_id)
+            .values(datetime_start=start, datetime_complete=start + timedelta(seconds=seconds))
+        )
+
+
+def test_compute_time_is_summed_alike_from_scratch_trial_by_trial_and_from_a_snapshot(db: Database):
+    """A study's compute time (GET /studies' ``compute_s``) is its finished trials' durations
+    summed, whichever way its tally got there; a snapshot saved before tallies summed them
+    (no ``compute_ms``) is not trusted: the study is counted afresh."""
+    with db.sessions() as session:
+        create_study(session=session, storage=db.storage, spec=StudySpec.model_validate(make_spec("a", max_trials=50)))
+    study = optuna.load_study(study_name="a", storage=db.storage)
+    running = study.ask()
+    for seconds, state in ((1.25, TrialState.COMPLETE), (2.5, TrialState.PRUNED), (4.0, TrialState.FAIL)):
+        trial = study.ask()
+        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+        set_duration(db, trial, seconds)
+    tallies = StudyTallies()
+    assert tallied(db, tallies, [study._study_id])[study._study_id].compute_ms == 7_750  # from scratch
+    study.tell(running, 0.7)
+    set_duration(db, running, 10.0)
+    assert tallied(db, tallies, [study._study_id]) == full_count(db)
+    assert full_count(db)[study._study_id].compute_ms == 17_750  # trial by trial, the running one finished
+    with db.sessions() as session:
+        assert tallies.save(session) == 1
+    last = study.ask()
+    study.tell(last, 0.1)
+    set_duration(db, last, 0.5)
+    assert tallied(db, StudyTallies(), [study._study_id])[study._study_id].compute_ms == 18_250  # from the snapshot
+
+    with db.sessions() as session:
+        snapshot = session.get_one(TallySnapshot, study._study_id)
+        old = {key: value for key, value in snapshot.tally.items() if key != "compute_ms"}
+        snapshot.tally = {**old, "finished": {"complete": 103}}
+        session.commit()
+    recounted = tallied(db, StudyTallies(), [study._study_id])
+    assert recounted == full_count(db) and recounted[study._study_id].compute_ms == 18_250
