@@ -26,7 +26,7 @@ from service.db.database import Database
 from service.db.migrate import migrate_from_settings
 from service.db.retry import TRANSIENT_ERRORS, call_with_retry
 from service.notify.dispatcher import deliver_due
-from service.reports.dashboard_plots import DashboardPlots
+from service.reports.dashboard_plots import refresh_dashboard_plots
 from service.scheduling.stopping import sweep_stop_rules
 from service.scheduling.sweeper import sweep_stale_trials
 from service.settings import get_settings
@@ -45,7 +45,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     database = app.state.database = Database.from_settings(settings, role="api")
     app.state.tallies = StudyTallies()  # trial counts for GET /studies, read incrementally
     app.state.specs = SpecCache()  # specs for GET /studies, decoded once
-    plots = DashboardPlots()  # the learning curves in optuna-dashboard, redrawn by the sweep
     await asyncio.to_thread(call_with_retry, migrate_from_settings, settings)  # a restarting database is waited for
     await asyncio.to_thread(call_with_retry, lambda: database.storage)  # built now, before requests share the pool
     # What start-up built lives as long as the process: out of the collector's way, a full
@@ -53,7 +52,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Collect first: garbage frozen is never freed, and garbage can hold a pooled connection.
     gc.collect()
     gc.freeze()
-    sweeps = _sweeps(database, app.state.tallies, app.state.specs, plots)
+    sweeps = _sweeps(database, app.state.tallies, app.state.specs)
     sweeper = asyncio.create_task(_sweep_forever(sweeps, settings.stale_check_interval))
     # the notifications' dispatcher: its own loop, so that a slow receiver holds up no sweep
     notifier = Database.from_settings(settings, role="notify")
@@ -78,9 +77,7 @@ def save_tallies(database: Database, tallies: StudyTallies) -> int:
         return tallies.save(session)
 
 
-def _sweeps(
-    database: Database, tallies: StudyTallies, specs: SpecCache, plots: DashboardPlots
-) -> dict[str, Callable[[], object]]:
+def _sweeps(database: Database, tallies: StudyTallies, specs: SpecCache) -> dict[str, Callable[[], object]]:
     """What the API does every few seconds: fail and re-queue heartbeat-stale trials even when no
     worker is starting trials, finish off studies a POST or DELETE left half-done, save the tallies'
     snapshots, complete the studies a stopping rule ends (the clock runs when no trial finishes), and
@@ -92,7 +89,7 @@ def _sweeps(
         "orphan sweep": lambda: remove_orphans(database, artifact_root),
         "tally snapshot": lambda: save_tallies(database, tallies),
         "stopping rules": lambda: sweep_stop_rules(database),
-        "dashboard plots": lambda: plots.refresh(database, tallies, specs),
+        "dashboard plots": lambda: refresh_dashboard_plots(database, tallies, specs),
     }
 
 

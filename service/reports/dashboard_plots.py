@@ -1,11 +1,13 @@
 """The learning curves of each study's best trials, as custom plots in optuna-dashboard's study
-page: redrawn by the API's sweep when a study's count of complete trials has changed since it
-last drew them, so no trial's path pays for them (the figures are the report's)."""
+page: redrawn by the API's sweep when a study's count of complete trials has changed since they
+were last drawn, so no trial's path pays for them (the figures are the report's). What they were
+drawn from is kept in the database beside them: a restarted API redraws only what changed (it
+redrew every study's, a plotly figure each, and slowed its requests for as long)."""
 
 from __future__ import annotations
 
 from service.db.database import Database
-from service.optuna.dashboard_plots import save_plot
+from service.optuna.dashboard_plots import drawn_from, mark_drawn, save_plot
 from service.optuna.pages import trials_by_ids
 from service.optuna.summaries import best_trial_ids
 from service.reports import figures
@@ -16,30 +18,24 @@ BEST = 5  # trials whose curves the dashboard shows
 TITLES = {"learning-curves": "Validation accuracy per epoch", "losses": "Training (solid) and validation (dashed) loss"}
 
 
-class DashboardPlots:
-    """The custom plots of every study, with what each was last drawn from."""
-
-    def __init__(self) -> None:
-        self._drawn: dict[int, int] = {}  # Optuna study id -> its complete trials when last drawn
-
-    def refresh(self, database: Database, tallies: StudyTallies, specs: SpecCache) -> int:
-        """Redraw the plots of the studies that have completed trials since their last drawing; returns how many."""
-        with database.sessions() as session:
-            studies = list_studies(session=session, tallies=tallies, specs=specs)  # commits
-        complete = {s.optuna_id: s.progress.counts["complete"] for s in studies if s.optuna_id is not None}
-        changed = [sid for sid, count in complete.items() if count and self._drawn.get(sid) != count]
-        for study_id in changed:
-            with database.session() as session:
-                connection = session.connection()
-                best = trials_by_ids(connection, best_trial_ids(connection, study_id, BEST))
-                best.sort(key=lambda trial: -(trial.value or 0.0))
-                for plot_id, drawn in (
-                    ("learning-curves", figures.learning_curves(best)),
-                    ("losses", figures.losses(best)),
-                ):
-                    if not isinstance(drawn, str):
-                        drawn.update_layout(title=f"{TITLES[plot_id]}: the {len(best)} best trials")
-                        save_plot(session, study_id, plot_id, drawn.to_json())
-            self._drawn[study_id] = complete[study_id]
-        self._drawn = {sid: count for sid, count in self._drawn.items() if sid in complete}
-        return len(changed)
+def refresh_dashboard_plots(database: Database, tallies: StudyTallies, specs: SpecCache) -> int:
+    """Redraw the plots of the studies that have completed trials since their last drawing; returns how many."""
+    with database.sessions() as session:
+        studies = list_studies(session=session, tallies=tallies, specs=specs)  # commits
+        drawn = drawn_from(session)
+    complete = {s.optuna_id: s.progress.counts["complete"] for s in studies if s.optuna_id is not None}
+    changed = [sid for sid, count in complete.items() if count and drawn.get(sid) != count]
+    for study_id in changed:
+        with database.session() as session:
+            connection = session.connection()
+            best = trials_by_ids(connection, best_trial_ids(connection, study_id, BEST))
+            best.sort(key=lambda trial: -(trial.value or 0.0))
+            for plot_id, figure in (
+                ("learning-curves", figures.learning_curves(best)),
+                ("losses", figures.losses(best)),
+            ):
+                if not isinstance(figure, str):
+                    figure.update_layout(title=f"{TITLES[plot_id]}: the {len(best)} best trials")
+                    save_plot(session, study_id, plot_id, figure.to_json())
+            mark_drawn(session, study_id, complete[study_id])
+    return len(changed)

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from plotly.offline import get_plotlyjs
 
-from service.reports.dashboard_plots import DashboardPlots
+from service.reports.dashboard_plots import refresh_dashboard_plots
 from service.studies.read import SpecCache
 from service.studies.tallies import StudyTallies
 from tests.conftest import make_spec
@@ -179,15 +179,16 @@ def test_the_dashboard_shows_the_best_trials_curves_redrawn_when_a_trial_complet
     study = optuna.load_study(study_name="cifar-search", storage=db.storage)
     for value in (0.3, 0.5):
         _with_curve(study, value, epochs=40)  # long curves: each figure takes several attribute chunks
-    plots, tallies, specs = DashboardPlots(), StudyTallies(), SpecCache()
-    assert plots.refresh(db, tallies, specs) == 1
+    tallies, specs = StudyTallies(), SpecCache()
+    assert refresh_dashboard_plots(db, tallies, specs) == 1
     shown = _plots(db, "cifar-search")
     assert set(shown) == {"learning-curves", "losses"}
     assert [t["name"] for t in shown["learning-curves"]["data"]] == ["#1 complete", "#0 complete"]  # best first
     assert len(shown["losses"]["data"]) == 4  # train and validation loss of each
-    assert plots.refresh(db, tallies, specs) == 0  # nothing new: nothing redrawn
+    assert refresh_dashboard_plots(db, tallies, specs) == 0  # nothing new: nothing redrawn
+    assert refresh_dashboard_plots(db, StudyTallies(), SpecCache()) == 0  # nor by a restarted API
 
     _with_curve(study, 0.4, epochs=2)  # a shorter figure replaces a longer one whole (no chunk left behind)
-    assert plots.refresh(db, tallies, specs) == 1
+    assert refresh_dashboard_plots(db, tallies, specs) == 1
     shown = _plots(db, "cifar-search")
     assert [t["name"] for t in shown["learning-curves"]["data"]] == ["#1 complete", "#2 complete", "#0 complete"]
