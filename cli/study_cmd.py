@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 from rich.console import Console
-from rich.table import Table
 
 from cli.api_client import download, request
 from cli.errors import CliError
+from cli.study_views import print_best, print_studies, trials_table
 
 STATUS_ACTIONS = ("pause", "resume", "stop")
 
@@ -75,25 +75,25 @@ def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse
 def run_create(args: argparse.Namespace) -> int:
     """POST /studies with the spec file's contents."""
     answer = request("POST", "/studies", json=_read_spec(args.file))
-    return _print(args, answer, lambda console: _print_studies(console, [answer], details=True))
+    return _print(args, answer, lambda console: print_studies(console, [answer], details=True))
 
 
 def run_list(args: argparse.Namespace) -> int:
     """GET /studies."""
     answer = request("GET", "/studies")
-    return _print(args, answer, lambda console: _print_studies(console, answer))
+    return _print(args, answer, lambda console: print_studies(console, answer))
 
 
 def run_show(args: argparse.Namespace) -> int:
     """GET /studies/{name}."""
     answer = request("GET", f"/studies/{args.name}")
-    return _print(args, answer, lambda console: _print_studies(console, [answer], details=True))
+    return _print(args, answer, lambda console: print_studies(console, [answer], details=True))
 
 
 def run_trials(args: argparse.Namespace) -> int:
     """GET /studies/{name}/trials."""
     answer = request("GET", f"/studies/{args.name}/trials", params={"offset": args.offset, "limit": args.limit})
-    return _print(args, answer, lambda console: console.print(_trials_table(answer)))
+    return _print(args, answer, lambda console: console.print(trials_table(answer)))
 
 
 def run_best(args: argparse.Namespace) -> int:
@@ -106,7 +106,7 @@ def run_best(args: argparse.Namespace) -> int:
     if args.download:
         download(f"/studies/{args.name}/best/model", args.download)
         answer = {**answer, "model": str(args.download)}
-    return _print(args, answer, lambda console: _print_best(console, answer, args.config_out))
+    return _print(args, answer, lambda console: print_best(console, answer, args.config_out))
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -143,13 +143,13 @@ def run_patch(args: argparse.Namespace) -> int:
     if not change:
         raise CliError("nothing to change: give --max-trials or --stop-when")
     answer = request("PATCH", f"/studies/{args.name}", json=change)
-    return _print(args, answer, lambda console: _print_studies(console, [answer]))
+    return _print(args, answer, lambda console: print_studies(console, [answer]))
 
 
 def run_status_change(args: argparse.Namespace) -> int:
     """POST /studies/{name}/pause, resume or stop."""
     answer = request("POST", f"/studies/{args.name}/{args.study_command}")
-    return _print(args, answer, lambda console: _print_studies(console, [answer]))
+    return _print(args, answer, lambda console: print_studies(console, [answer]))
 
 
 def run_delete(args: argparse.Namespace) -> int:
@@ -165,7 +165,7 @@ def _refit_best(args: argparse.Namespace, answer: dict[str, Any]) -> int:
     from objectives.config import TrainingConfig
 
     if not args.json:
-        _print_best(Console(), answer, args.config_out)
+        print_best(Console(), answer, args.config_out)
     refit = train_config(TrainingConfig.model_validate(answer["config"]), refit=True, save=args.download, threads=None)
     if args.json:
         print(json.dumps({**answer, "refit": refit}))
@@ -195,66 +195,3 @@ def _read_spec(path: Path) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise CliError(f"{path} must hold one study spec (a mapping)")
     return spec
-
-
-def _print_studies(console: Console, studies: list[dict[str, Any]], details: bool = False) -> None:
-    """The studies as a table; ``details``: one study's view, with its compute time and dashboard."""
-    console.print(_table(studies))
-    for study in studies:
-        if study.get("status_reason"):
-            console.print(f"{study['name']}: {study['status_reason']}")
-    if details and studies:
-        console.print(f"compute: {_duration(studies[0]['compute_s'])} of finished trials")
-        if studies[0].get("dashboard_url"):
-            console.print(f"dashboard: {studies[0]['dashboard_url']}")
-
-
-def _duration(seconds: float) -> str:
-    """Seconds as a person reads them: 42 s, 12.5 min, 3.2 h."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
-
-
-def _print_best(console: Console, answer: dict[str, Any], config_out: Path | None) -> None:
-    metrics = answer["metrics"]
-    folds = metrics.get("fold_val_accuracies") or []
-    spread = f" ± {metrics.get('val_accuracy_std', 0.0):.4f} over {len(folds)} folds" if folds else ""
-    console.print(
-        f"best trial {answer['trial_number']}: val_accuracy {answer['value']:.4f}{spread}, "
-        f"test_accuracy {metrics.get('test_accuracy', float('nan')):.4f}"
-    )
-    console.print(f"params: {json.dumps(answer['params'])}")
-    if config_out:
-        console.print(f"config written to {config_out}: hpo train --config {config_out}")
-    else:
-        console.print(f"config: {json.dumps(answer['config'])}")
-    if answer.get("model"):
-        console.print(f"weights saved to {answer['model']} (torch.load(..., weights_only=True))")
-
-
-def _trials_table(page: dict[str, Any]) -> Table:
-    shown = f"{page['offset'] + 1}-{page['offset'] + len(page['trials'])}" if page["trials"] else "none"
-    table = Table("trial", "state", "value", "epochs", "error", title=f"trials {shown} of {page['total']}")
-    for trial in page["trials"]:
-        value = "-" if trial["value"] is None else f"{trial['value']:.4f}"
-        epochs = str(len(trial["intermediate_values"]))
-        table.add_row(str(trial["number"]), trial["state"], value, epochs, trial.get("error") or "")
-    return table
-
-
-def _table(studies: list[dict[str, Any]]) -> Table:
-    table = Table("name", "status", "progress", "running", "pruned", "failed", "best val_accuracy")
-    for s in studies:
-        counts = s["counts"]
-        best = "-" if s["best_value"] is None else f"{s['best_value']:.4f}"
-        table.add_row(
-            s["name"],
-            s["status"],
-            f"{s['finished']}/{s['max_trials']}",
-            str(counts["running"]),
-            str(counts["pruned"]),
-            str(counts["fail"]),
-            best,
-        )
-    return table
