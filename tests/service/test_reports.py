@@ -192,3 +192,17 @@ def test_the_dashboard_shows_the_best_trials_curves_redrawn_when_a_trial_complet
     assert refresh_dashboard_plots(db, tallies, specs) == 1
     shown = _plots(db, "cifar-search")
     assert [t["name"] for t in shown["learning-curves"]["data"]] == ["#1 complete", "#2 complete", "#0 complete"]
+
+
+def test_a_sweep_round_draws_for_its_time_and_leaves_the_rest_to_the_next(api, db):
+    """A first drawing of many studies does not hold up the sweep's other work: a round stops
+    when its time is up (having drawn at least one study, the newest first)."""
+    for name in ("older", "newer"):
+        assert api.post("/studies", json=make_spec(name)).status_code == 201
+        _with_curve(optuna.load_study(study_name=name, storage=db.storage), 0.5, epochs=3)
+    tallies, specs = StudyTallies(), SpecCache()
+    assert refresh_dashboard_plots(db, tallies, specs, round_s=0) == 1
+    assert set(_plots(db, "newer")) == {"learning-curves", "losses"} and _plots(db, "older") == {}
+    assert refresh_dashboard_plots(db, tallies, specs, round_s=0) == 1
+    assert set(_plots(db, "older")) == {"learning-curves", "losses"}
+    assert refresh_dashboard_plots(db, tallies, specs, round_s=0) == 0
