@@ -53,6 +53,7 @@ from benchmarks.peers_race import (
     children_cpu_seconds,
     kill_and_reap_descendants,
     summarize,
+    warm_up,
 )
 from benchmarks.peers_ray import INSTALL_HINT, ray_available
 from benchmarks.peers_service import run_service
@@ -214,6 +215,9 @@ def main() -> int:
                 max_trials=setting.get("max_trials", 1000),
                 fault=args.fault,
             )
+            if repeat == 0:
+                seconds = warm_up(race, with_ray=any(s.startswith("ray") for s in systems))
+                print(f"warm-up (imports and the images read once, before any budget): {seconds:.1f} s", flush=True)
             order = systems[repeat % len(systems) :] + systems[: repeat % len(systems)]
             rows = []
             for system in order:

@@ -15,6 +15,8 @@ import json
 import os
 import resource
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -209,3 +211,24 @@ def kill(pid: int) -> None:
     """SIGKILL, ignoring a process that is already gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+WARM_IMPORTS = "import torch, torchvision, optuna, sqlalchemy, fastapi, uvicorn, psycopg2"
+
+
+def warm_up(race: Race, with_ray: bool) -> float:
+    """Import what the systems import and read the race's images once, in a throwaway process,
+    before any budget starts; returns its seconds. On a fresh install the first system started
+    otherwise paid for reading the virtual environment's files from disk (torch alone took 20 s
+    to import with a cold page cache, several processes at once far longer): a first system that
+    trained nothing in its 150 s."""
+    code = (
+        f"{WARM_IMPORTS}{', ray.tune' if with_ray else ''}\n"
+        "import json, sys\n"
+        "from objectives.data import load_dataset\n"
+        "race = json.loads(sys.argv[1])\n"
+        "load_dataset(race['dataset'], data_dir=race['data_root'], cache_dir=race['cache_dir'])\n"
+    )
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", code, race.to_json()], check=True)
+    return time.monotonic() - started
